@@ -1,0 +1,127 @@
+// Package api is the hub's HTTP front end (gorilla/mux): the record API,
+// health and readiness, metrics, and the middleware every route shares.
+// It talks to the service through the small Service interface and never to
+// the store.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/acmehub/acmehub/internal/hub"
+	"github.com/acmehub/acmehub/internal/secret"
+)
+
+// Service is what the API needs from the hub. Implementations are safe for
+// concurrent use and honour ctx. Errors wrap the hub.Err* kinds.
+type Service interface {
+	// Authenticate checks client credentials; a failure wraps
+	// hub.ErrUnauthenticated whatever the reason.
+	Authenticate(ctx context.Context, cred secret.Token) (hub.Principal, error)
+	SetValue(ctx context.Context, req hub.SetRequest) (hub.Record, error)
+	// RemoveValue removes one value; removing an absent one is not an error.
+	RemoveValue(ctx context.Context, name, value string, by hub.Principal) (removed int, err error)
+	// RemoveName removes every value at name.
+	RemoveName(ctx context.Context, name string, by hub.Principal) (removed int, err error)
+	// Values lists the live values at name (empty, not an error, when none).
+	Values(ctx context.Context, name string) ([]hub.Record, error)
+	// AllValues pages through every live value, ordered by name then value,
+	// starting after the given name.
+	AllValues(ctx context.Context, afterName string, limit int) ([]hub.Record, error)
+	// Ready reports whether the database answers.
+	Ready(ctx context.Context) error
+}
+
+// Config holds the API's settings.
+type Config struct {
+	// MaxBody is the largest request body accepted, in bytes; larger is 413.
+	MaxBody int64
+	// Metrics serves /metrics when not nil.
+	Metrics http.Handler
+	Logger  *slog.Logger
+}
+
+// API is the HTTP handler tree.
+type API struct {
+	svc    Service
+	cfg    Config
+	log    *slog.Logger
+	router *mux.Router
+}
+
+// New builds the router.
+func New(svc Service, cfg Config) (*API, error) {
+	if svc == nil {
+		return nil, errors.New("api: nil service")
+	}
+	if cfg.MaxBody <= 0 {
+		return nil, fmt.Errorf("api: MaxBody %d must be positive", cfg.MaxBody)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{svc: svc, cfg: cfg, log: cfg.Logger}
+	a.routes()
+	return a, nil
+}
+
+// ServeHTTP makes the API an http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+func (a *API) routes() {
+	r := mux.NewRouter()
+	r.Use(a.recoverPanics, a.accessLog, a.limitBody)
+	r.NotFoundHandler = a.accessLog(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, http.StatusNotFound, codeNotFound, "no such endpoint")
+	}))
+	r.MethodNotAllowedHandler = a.accessLog(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, http.StatusMethodNotAllowed, codeMethod, "method not allowed on this endpoint")
+	}))
+
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", a.ready).Methods(http.MethodGet, http.MethodHead)
+	if a.cfg.Metrics != nil {
+		r.Handle("/metrics", a.cfg.Metrics).Methods(http.MethodGet)
+	}
+
+	v1 := r.PathPrefix("/api/v1").Subrouter()
+	v1.Use(a.authenticate)
+	v1.HandleFunc("/records", a.listRecords).Methods(http.MethodGet)
+	v1.HandleFunc("/records/{name}", a.getRecord).Methods(http.MethodGet)
+	v1.HandleFunc("/records/{name}", a.addValue).Methods(http.MethodPost)
+	v1.HandleFunc("/records/{name}", a.removeValues).Methods(http.MethodDelete)
+	a.router = r
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.svc.Ready(ctx); err != nil {
+		a.log.WarnContext(ctx, "not ready", "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, codeNotReady, "the database does not answer")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// NewServer wraps a handler in an http.Server with every timeout set, so a
+// slow or idle client cannot hold connections forever.
+func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}

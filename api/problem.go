@@ -1,0 +1,72 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/acmehub/acmehub/internal/hub"
+)
+
+// problem is an RFC 7807 problem document. Code is stable for programs;
+// Detail is for people and never carries internal error text.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Stable problem codes.
+const (
+	codeBadRequest      = "bad_request"
+	codeMalformedJSON   = "malformed_json"
+	codeBodyTooLarge    = "body_too_large"
+	codeUnauthenticated = "unauthenticated"
+	codeForbidden       = "forbidden"
+	codeNotFound        = "not_found"
+	codeLimit           = "limit_reached"
+	codeNotReady        = "not_ready"
+	codeInternal        = "internal"
+	codeMethod          = "method_not_allowed"
+)
+
+func writeProblem(w http.ResponseWriter, status int, code, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem{
+		Type:   "urn:acmehub:problem:" + code,
+		Title:  http.StatusText(status),
+		Status: status,
+		Code:   code,
+		Detail: detail,
+	})
+}
+
+// writeError maps a service error to its HTTP form in one place. Messages of
+// the service's validation errors are meant for users; anything else is
+// logged and answered with a generic message, since it may carry internals.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, hub.ErrInvalid):
+		writeProblem(w, http.StatusBadRequest, codeBadRequest, err.Error())
+	case errors.Is(err, hub.ErrNotFound):
+		writeProblem(w, http.StatusNotFound, codeNotFound, err.Error())
+	case errors.Is(err, hub.ErrLimit):
+		writeProblem(w, http.StatusConflict, codeLimit, err.Error())
+	case errors.Is(err, hub.ErrUnauthenticated):
+		writeProblem(w, http.StatusUnauthorized, codeUnauthenticated, "valid client credentials are required")
+	case errors.Is(err, hub.ErrForbidden):
+		writeProblem(w, http.StatusForbidden, codeForbidden, "this token may not do that")
+	default:
+		a.log.ErrorContext(r.Context(), "request failed", "req_id", requestID(r.Context()), "err", err)
+		writeProblem(w, http.StatusInternalServerError, codeInternal, "internal error; see the server log for request "+requestID(r.Context()))
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acmehub/acmehub/internal/zone"
+)
+
+// Defaults chosen so that `acmehub serve` alone runs a usable dev hub on
+// loopback: a SQLite file in ./acmehub-data and the zone acme.test.
+const (
+	defaultDataDir = "acmehub-data"
+	defaultZone    = "acme.test."
+	defaultDNS     = "127.0.0.1:8053"
+	defaultAPI     = "127.0.0.1:8555"
+)
+
+// serveSettings is the table of `acmehub serve` settings, documented by --help.
+func serveSettings() *settingSet {
+	ss := newSettingSet()
+	ss.add("config", "", "config file of `name = value` lines (names as these flags)")
+	ss.add("data-dir", defaultDataDir, "directory for the database, key file and bootstrap token when their own settings are empty")
+	ss.add("db", "", "SQLite database file (default <data-dir>/acmehub.db)")
+	ss.add("db-synchronous", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL only a process crash")
+	ss.add("key-file", "", "server key file for token hashing and sealing; created (mode 0600) only with a new database (default <data-dir>/acmehub.key)")
+	ss.add("bootstrap-token-file", "", "where the first admin token is written (mode 0600) when stdout is not a terminal (default <data-dir>/bootstrap-admin-token)")
+	ss.add("zone", defaultZone, "the hub zone this server is authoritative for")
+	ss.addList("dns-listen", defaultDNS, "DNS listen address host:port, UDP and TCP; IPv4 or [IPv6]")
+	ss.add("api-listen", defaultAPI, "HTTP API listen address host:port")
+	ss.add("api-max-body", "65536", "largest accepted HTTP request body, in bytes")
+	ss.addList("ns", "", "nameserver published at the apex as name=addr[+addr...], e.g. ns1.acme.test=192.0.2.1+2001:db8::1 (default ns1.<zone>=127.0.0.1); addresses are glue for names inside the zone")
+	ss.add("soa-mbox", "", "SOA contact mailbox as a name (default hostmaster.<zone>)")
+	ss.add("soa-refresh", "1h", "SOA refresh timer")
+	ss.add("soa-retry", "10m", "SOA retry timer")
+	ss.add("soa-expire", "168h", "SOA expire timer")
+	ss.add("soa-minimum", "60s", "SOA minimum: the negative-caching TTL (keep it small so a lookup made before a value is set is not cached long)")
+	ss.add("apex-ttl", "1h", "TTL of the apex SOA, NS and glue records")
+	ss.add("txt-ttl", "60s", "default TTL of challenge TXT records")
+	ss.add("value-lifetime", "1h", "default time a challenge value lives before the sweep removes it")
+	ss.add("max-value-lifetime", "24h", "longest lifetime a request may ask for")
+	ss.add("max-values-per-name", "32", "most TXT values one name may hold")
+	ss.add("sweep-interval", "5s", "how often expired values are removed (at most 10s)")
+	ss.add("journal-max-age", "168h", "change journal rows older than this are pruned")
+	ss.add("journal-max-rows", "100000", "change journal rows beyond this count are pruned, oldest first")
+	ss.add("log-level", "info", "debug, info, warn or error")
+	ss.add("log-format", "json", "json or text")
+	return ss
+}
+
+// nameserver is one NS record at the apex with its glue addresses.
+type nameserver struct {
+	Name  string
+	Addrs []netip.Addr
+}
+
+// serveConfig is the validated configuration of `acmehub serve`.
+type serveConfig struct {
+	DBPath             string
+	Synchronous        string
+	KeyFile            string
+	BootstrapTokenFile string
+	Zone               string
+	DNSListen          []string
+	APIListen          string
+	APIMaxBody         int64
+	Nameservers        []nameserver
+	SOAMbox            string
+	SOARefresh         time.Duration
+	SOARetry           time.Duration
+	SOAExpire          time.Duration
+	SOAMinimum         time.Duration
+	ApexTTL            time.Duration
+	TXTTTL             time.Duration
+	ValueLifetime      time.Duration
+	MaxValueLifetime   time.Duration
+	MaxValuesPerName   int
+	SweepInterval      time.Duration
+	JournalMaxAge      time.Duration
+	JournalMaxRows     int
+	LogLevel           string
+	LogFormat          string
+}
+
+// problems collects every invalid setting so one error can list them all.
+type problems []string
+
+func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New("invalid settings:\n  - " + strings.Join(p, "\n  - "))
+}
+
+// buildServeConfig turns loaded settings into a serveConfig, reporting every
+// problem at once.
+func buildServeConfig(ss *settingSet) (serveConfig, error) {
+	var c serveConfig
+	var p problems
+	dataDir := ss.get("data-dir")
+	orDefault := func(name, file string) string {
+		if v := ss.get(name); v != "" {
+			return v
+		}
+		return filepath.Join(dataDir, file)
+	}
+	c.DBPath = orDefault("db", "acmehub.db")
+	c.KeyFile = orDefault("key-file", "acmehub.key")
+	c.BootstrapTokenFile = orDefault("bootstrap-token-file", "bootstrap-admin-token")
+
+	c.Synchronous = strings.ToUpper(ss.get("db-synchronous"))
+	if c.Synchronous != "FULL" && c.Synchronous != "NORMAL" {
+		p.addf("db-synchronous: %q is neither FULL nor NORMAL", ss.get("db-synchronous"))
+	}
+
+	zoneName, err := zone.CanonicalOrigin(ss.get("zone"))
+	if err != nil {
+		p.addf("zone: %v", err)
+	}
+	c.Zone = zoneName
+
+	c.DNSListen = ss.getList("dns-listen")
+	if len(c.DNSListen) == 0 {
+		p.addf("dns-listen: at least one address is needed")
+	}
+	for _, a := range c.DNSListen {
+		if err := checkHostPort(a); err != nil {
+			p.addf("dns-listen: %v", err)
+		}
+	}
+	c.APIListen = ss.get("api-listen")
+	if err := checkHostPort(c.APIListen); err != nil {
+		p.addf("api-listen: %v", err)
+	}
+	c.APIMaxBody = int64(positiveInt(&p, ss, "api-max-body", 1<<10, 1<<24))
+
+	dur := func(name string, lo, hi time.Duration) time.Duration {
+		d, err := time.ParseDuration(ss.get(name))
+		switch {
+		case err != nil:
+			p.addf("%s: %q is not a duration such as 60s or 1h", name, ss.get(name))
+		case d < lo || d > hi:
+			p.addf("%s: %s is outside %s..%s", name, d, lo, hi)
+		}
+		return d
+	}
+	c.SOARefresh = dur("soa-refresh", time.Minute, 30*24*time.Hour)
+	c.SOARetry = dur("soa-retry", time.Minute, 30*24*time.Hour)
+	c.SOAExpire = dur("soa-expire", time.Hour, 365*24*time.Hour)
+	c.SOAMinimum = dur("soa-minimum", 0, 3*time.Hour)
+	c.ApexTTL = dur("apex-ttl", 0, 7*24*time.Hour)
+	c.TXTTTL = dur("txt-ttl", 0, 24*time.Hour)
+	c.ValueLifetime = dur("value-lifetime", time.Minute, 30*24*time.Hour)
+	c.MaxValueLifetime = dur("max-value-lifetime", time.Minute, 365*24*time.Hour)
+	if c.ValueLifetime > c.MaxValueLifetime {
+		p.addf("value-lifetime: %s is longer than max-value-lifetime %s", c.ValueLifetime, c.MaxValueLifetime)
+	}
+	c.SweepInterval = dur("sweep-interval", 100*time.Millisecond, 10*time.Second)
+	c.JournalMaxAge = dur("journal-max-age", time.Minute, 10*365*24*time.Hour)
+	c.JournalMaxRows = positiveInt(&p, ss, "journal-max-rows", 100, 1<<31-1)
+	c.MaxValuesPerName = positiveInt(&p, ss, "max-values-per-name", 1, 1000)
+
+	if c.Zone != "" {
+		c.SOAMbox = ss.get("soa-mbox")
+		if c.SOAMbox == "" {
+			c.SOAMbox = "hostmaster." + c.Zone
+		}
+		c.SOAMbox = strings.ToLower(fqdn(c.SOAMbox))
+		if _, err := zone.CanonicalOrigin(c.SOAMbox); err != nil {
+			p.addf("soa-mbox: %v", err)
+		}
+		c.Nameservers = parseNameservers(&p, c.Zone, ss.getList("ns"))
+	}
+
+	c.LogLevel = strings.ToLower(ss.get("log-level"))
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		p.addf("log-level: %q is not debug, info, warn or error", ss.get("log-level"))
+	}
+	c.LogFormat = strings.ToLower(ss.get("log-format"))
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		p.addf("log-format: %q is neither json nor text", ss.get("log-format"))
+	}
+	return c, p.err()
+}
+
+func positiveInt(p *problems, ss *settingSet, name string, lo, hi int) int {
+	n, err := strconv.Atoi(ss.get(name))
+	if err != nil || n < lo || n > hi {
+		p.addf("%s: %q is not a whole number from %d to %d", name, ss.get(name), lo, hi)
+	}
+	return n
+}
+
+func checkHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (IPv6 as [::1]:53)", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no valid port", a)
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: host must be an IP address", a)
+		}
+	}
+	return nil
+}
+
+// parseNameservers reads "name=addr+addr" entries; with none, the zone gets
+// ns1.<zone> at 127.0.0.1 so a dev hub is complete on its own.
+func parseNameservers(p *problems, zoneName string, entries []string) []nameserver {
+	if len(entries) == 0 {
+		entries = []string{"ns1." + zoneName + "=127.0.0.1"}
+	}
+	var out []nameserver
+	seen := map[string]bool{}
+	for _, e := range entries {
+		name, addrs, _ := strings.Cut(e, "=")
+		n, err := zone.CanonicalOrigin(name)
+		if err != nil {
+			p.addf("ns: %q: %v", e, err)
+			continue
+		}
+		if seen[n] {
+			p.addf("ns: %s is listed twice", n)
+			continue
+		}
+		seen[n] = true
+		ns := nameserver{Name: n}
+		for _, a := range strings.Split(addrs, "+") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				p.addf("ns: %q: %q is not an IP address", e, a)
+				continue
+			}
+			ns.Addrs = append(ns.Addrs, ip.Unmap())
+		}
+		inZone := n == zoneName || strings.HasSuffix(n, "."+zoneName)
+		if inZone && len(ns.Addrs) == 0 {
+			p.addf("ns: %s is inside the zone, so it needs glue addresses (name=addr)", n)
+		}
+		out = append(out, ns)
+	}
+	return out
+}
+
+func fqdn(s string) string {
+	if strings.HasSuffix(s, ".") {
+		return s
+	}
+	return s + "."
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/acmehub/acmehub/api"
+	"github.com/acmehub/acmehub/dnsserver"
+	"github.com/acmehub/acmehub/internal/hub"
+	"github.com/acmehub/acmehub/internal/metrics"
+	"github.com/acmehub/acmehub/internal/zone"
+	"github.com/acmehub/acmehub/store"
+)
+
+// shutdownGrace bounds how long in-flight work may take after SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+func serveCommand(ctx context.Context, args []string, e env) error {
+	ss := serveSettings()
+	fs := newFlagSet("serve", "Usage: acmehub serve [settings]\n\nRuns the authoritative DNS server for the hub zone and the HTTP API.", ss, e.stderr)
+	rest, err := ss.load(fs, args, e.getenv, "config")
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("invalid settings:\n  - %w", err)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", rest)
+	}
+	cfg, err := buildServeConfig(ss)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, e.stderr)
+	return serve(ctx, cfg, logger, e)
+}
+
+func newLogger(cfg serveConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated in buildServeConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve wires the parts in order: store, key, zone view, then the DNS and
+// HTTP front ends; it tears them down in reverse on ctx's end.
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (err error) {
+	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o700); err != nil {
+		return fmt.Errorf("database directory: %w", err)
+	}
+	view := zone.NewView(cfg.Zone)
+	// The store reports each commit to the follower before acknowledging
+	// it, so an API write is in this process's DNS answers when it returns.
+	var follower *zone.Follower
+	db, err := store.Open(ctx, store.Config{
+		Path:             cfg.DBPath,
+		Synchronous:      cfg.Synchronous,
+		MaxValuesPerName: cfg.MaxValuesPerName,
+		JournalMaxAge:    cfg.JournalMaxAge,
+		JournalMaxRows:   cfg.JournalMaxRows,
+		OnCommit:         func(c []zone.Change) { follower.Deliver(c) },
+		Logger:           logger,
+	})
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", cfg.DBPath, err)
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close database: %w", cerr)
+		}
+		logger.Info("database closed")
+	}()
+	follower = zone.NewFollower(db, view, logger, 250*time.Millisecond)
+
+	kr, err := openKeyring(ctx, db, cfg.KeyFile, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	created, err := bootstrapAdmin(ctx, db, kr, e.stdout, cfg.BootstrapTokenFile)
+	if err != nil {
+		return err
+	}
+	if created && !isTerminal(e.stdout) {
+		logger.Info("bootstrap admin token created and written to a file; read it once and keep it safe", "file", cfg.BootstrapTokenFile)
+	}
+
+	// Background work stops when runCtx ends, after the front ends.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() {
+		cancelRun()
+		wg.Wait()
+	}()
+	wg.Go(func() { _ = follower.Run(runCtx) })
+	select {
+	case <-follower.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	wg.Go(func() {
+		if err := db.RunSweeper(runCtx, cfg.SweepInterval); err != nil && runCtx.Err() == nil {
+			logger.Error("sweeper stopped", "err", err)
+		}
+	})
+
+	m := metrics.New(view)
+	dnsSrv, err := dnsserver.New(dnsConfig(cfg, logger, m), view)
+	if err != nil {
+		return err
+	}
+	if err := dnsSrv.Listen(cfg.DNSListen...); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	if err := dnsSrv.Start(); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = dnsSrv.Shutdown(sctx)
+		logger.Info("dns stopped")
+	}()
+
+	svc := hub.New(db, kr, hub.Config{
+		Zone:             cfg.Zone,
+		DefaultTTL:       cfg.TXTTTL,
+		DefaultLifetime:  cfg.ValueLifetime,
+		MaxValueLifetime: cfg.MaxValueLifetime,
+	})
+	handler, err := api.New(svc, api.Config{MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	httpSrv := api.NewServer(handler, logger)
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- httpSrv.Serve(ln) }()
+	logger.Info("api listening", "addr", ln.Addr().String(), "zone", cfg.Zone)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-httpErr:
+		return fmt.Errorf("api: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("api shutdown", "err", err)
+	}
+	logger.Info("api stopped")
+	return nil
+}
+
+func dnsConfig(cfg serveConfig, logger *slog.Logger, m *metrics.Metrics) dnsserver.Config {
+	ns := make([]dnsserver.NS, 0, len(cfg.Nameservers))
+	for _, n := range cfg.Nameservers {
+		ns = append(ns, dnsserver.NS{Name: n.Name, Addrs: n.Addrs})
+	}
+	return dnsserver.Config{
+		Origin:      cfg.Zone,
+		Nameservers: ns,
+		Mbox:        cfg.SOAMbox,
+		Refresh:     cfg.SOARefresh,
+		Retry:       cfg.SOARetry,
+		Expire:      cfg.SOAExpire,
+		Minimum:     cfg.SOAMinimum,
+		TTL:         cfg.ApexTTL,
+		Observer:    m.ObserveDNS,
+		Logger:      logger,
+	}
+}

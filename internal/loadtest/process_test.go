@@ -1,0 +1,347 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/acmehub/acmehub/store"
+)
+
+// origin is the hub zone every load test serves.
+const origin = "acme.test."
+
+// binDir holds the acmehub binary built for this test run; TestMain removes it.
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// requireBench skips unless ACMEHUB_BENCH=1, and looks up the external
+// tools the test needs: missing ones skip it, or fail it when
+// ACMEHUB_TEST_REQUIRE_ALL=1.
+func requireBench(t *testing.T, tools ...string) map[string]string {
+	t.Helper()
+	if os.Getenv("ACMEHUB_BENCH") != "1" {
+		t.Skip("internal/loadtest: set ACMEHUB_BENCH=1 to run the load tests (make bench)")
+	}
+	paths := map[string]string{}
+	for _, tool := range tools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			// knotd lives in /usr/sbin, which a user's PATH may lack.
+			if q := filepath.Join("/usr/sbin", tool); fileExists(q) {
+				p, err = q, nil
+			}
+		}
+		if err != nil {
+			if os.Getenv("ACMEHUB_TEST_REQUIRE_ALL") == "1" {
+				t.Fatalf("internal/loadtest: %s is not installed (ACMEHUB_TEST_REQUIRE_ALL=1)", tool)
+			}
+			t.Skipf("internal/loadtest: %s is not installed", tool)
+		}
+		paths[tool] = p
+	}
+	return paths
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// acmehubBinary builds cmd/acmehub once per test run, as `make build` does.
+func acmehubBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "acmehub-loadtest-bin")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "acmehub")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "github.com/acmehub/acmehub/cmd/acmehub")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build acmehub: %v", buildErr)
+	}
+	return binPath
+}
+
+// syncBuffer collects a process's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a started server process. Its stderr is read line by line (each
+// line handed to onLine) until the process exits.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	started time.Time
+	logs    *syncBuffer
+	exited  chan struct{} // closed once Wait returned
+	waitErr error
+}
+
+// startProc starts cmd and registers a cleanup that stops it by PID.
+func startProc(t *testing.T, name string, cmd *exec.Cmd, onLine func(line string, at time.Time)) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: cmd, logs: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout = p.logs
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() { p.stop(t) })
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			at := time.Now()
+			line := sc.Text()
+			_, _ = p.logs.Write([]byte(line + "\n"))
+			if onLine != nil {
+				onLine(line, at)
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM and waits for the exit; after 15 s it kills. It is
+// safe to call more than once.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		t.Errorf("%s (pid %d) did not stop within 15s of SIGTERM; killing it", p.name, p.pid())
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// hub is a running `acmehub serve`.
+type hub struct {
+	*proc
+	dnsAddr string        // UDP and TCP
+	apiAddr string        // host:port
+	startup time.Duration // exec to the "api listening" line
+}
+
+// startHub runs `acmehub serve` on dataDir with free loopback ports and
+// waits until it logs "api listening".
+func startHub(t *testing.T, dataDir string) *hub {
+	t.Helper()
+	cmd := exec.Command(acmehubBinary(t), "serve",
+		"--data-dir", dataDir, "--zone", origin,
+		"--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir}
+	type ready struct {
+		dns, api string
+		at       time.Time
+	}
+	up := make(chan ready, 1)
+	var dnsAddr string
+	p := startProc(t, "acmehub", cmd, func(line string, at time.Time) {
+		var rec struct {
+			Msg   string   `json:"msg"`
+			Addr  string   `json:"addr"`
+			Addrs []string `json:"addrs"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			return
+		}
+		switch rec.Msg {
+		case "dns server listening":
+			for _, a := range rec.Addrs {
+				if udp, ok := strings.CutPrefix(a, "udp/"); ok && dnsAddr == "" {
+					dnsAddr = udp
+				}
+			}
+		case "api listening":
+			select {
+			case up <- ready{dns: dnsAddr, api: rec.Addr, at: at}:
+			default:
+			}
+		}
+	})
+	select {
+	case r := <-up:
+		if r.dns == "" {
+			t.Fatalf("acmehub logged no UDP DNS address before \"api listening\":\n%s", p.logs)
+		}
+		return &hub{proc: p, dnsAddr: r.dns, apiAddr: r.api, startup: r.at.Sub(p.started)}
+	case <-p.exited:
+		t.Fatalf("acmehub exited before it was up (%v):\n%s", p.waitErr, p.logs)
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("acmehub not up after 2 minutes:\n%s", p.logs)
+	}
+	return nil
+}
+
+// freePort returns a port that was free for both UDP and TCP on 127.0.0.1
+// a moment ago, for a server (Knot) that cannot be told to pick its own.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		_ = pc.Close()
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
+	}
+	t.Fatal("no port free for both UDP and TCP on 127.0.0.1")
+	return 0
+}
+
+// benchName is the i-th challenge name: one label shaped like the account
+// ids the hub hands out.
+func benchName(i int) string {
+	return fmt.Sprintf("%08x-1b2c-4d5e-8f90-%012x.%s", i, uint64(i)*2654435761%(1<<48), origin)
+}
+
+// missingName is a name in the zone that holds nothing (NXDOMAIN).
+func missingName(i int) string {
+	return fmt.Sprintf("missing-%08x.%s", i, origin)
+}
+
+// benchValue is a TXT value shaped like an ACME DNS-01 digest (43 bytes of
+// base64url).
+func benchValue(i int) string {
+	sum := sha256.Sum256([]byte(strconv.Itoa(i)))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// populate adds one value to each of n names (benchName(0..n-1)) directly
+// in the database at dir/acmehub.db, from 64 goroutines so the store
+// batches them.
+func populate(t *testing.T, dir string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	db, err := store.Open(ctx, store.Config{Path: filepath.Join(dir, "acmehub.db"), Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers = 64
+	expires := time.Now().Add(24 * time.Hour)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				_, err := db.AddValue(ctx, store.AddRequest{
+					Name: benchName(i), Value: benchValue(i), TTL: 60,
+					ExpiresAt: expires, CreatedBy: "bench",
+				})
+				if err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	err = errors.Join(<-errs, db.Close())
+	if err != nil {
+		t.Fatalf("populate %d names: %v", n, err)
+	}
+}
+
+// procStatus reads fields such as VmHWM and VmRSS (in bytes) from
+// /proc/<pid>/status.
+func procStatus(pid int) (map[string]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for line := range strings.Lines(string(b)) {
+		key, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		if v, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			out[key] = v << 10
+		}
+	}
+	if out["VmHWM"] == 0 {
+		return nil, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	}
+	return out, nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

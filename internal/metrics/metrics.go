@@ -1,0 +1,94 @@
+// Package metrics holds the hub's Prometheus collectors and serves them.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is the registry of one hub process.
+type Metrics struct {
+	reg      *prometheus.Registry
+	queries  *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+// ZoneStats reports the in-memory view for the gauges.
+type ZoneStats interface {
+	Len() int
+	Serial() int64
+}
+
+// New registers the collectors. zone may be nil.
+func New(zone ZoneStats) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.queries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "acmehub_dns_queries_total",
+		Help: "DNS queries answered, by query type and response code.",
+	}, []string{"qtype", "rcode"})
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "acmehub_dns_answer_duration_seconds",
+		Help:    "Time from a query's arrival in the handler to its reply being written.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
+	})
+	m.reg.MustRegister(m.queries, m.latency)
+	if zone != nil {
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "acmehub_zone_names",
+				Help: "Names in the in-memory view of the hub zone.",
+			}, func() float64 { return float64(zone.Len()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "acmehub_zone_serial",
+				Help: "Zone serial (the int64 counter) served by the in-memory view.",
+			}, func() float64 { return float64(zone.Serial()) }),
+		)
+	}
+	return m
+}
+
+// ObserveDNS counts one answered query. It is called on the DNS hot path.
+// Label values are limited to known types and codes, so the series count
+// stays bounded whatever strangers send.
+func (m *Metrics) ObserveDNS(qtype uint16, rcode int, elapsed time.Duration) {
+	if _, known := dns.TypeToString[qtype]; !known {
+		qtype = 0
+	}
+	if _, known := dns.RcodeToString[rcode]; !known {
+		rcode = -1
+	}
+	m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode)).Inc()
+	m.latency.Observe(elapsed.Seconds())
+}
+
+func typeLabel(t uint16) string {
+	if t == 0 {
+		return "other"
+	}
+	return dns.TypeToString[t]
+}
+
+func rcodeLabel(r int) string {
+	if r < 0 {
+		return "other"
+	}
+	if s, ok := dns.RcodeToString[r]; ok {
+		return s
+	}
+	return strconv.Itoa(r)
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry lets later parts register their own collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

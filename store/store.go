@@ -1,0 +1,219 @@
+// Package store persists the hub's state in SQLite (modernc.org/sqlite, pure
+// Go): the zone (TXT value sets, delegation names, serial and change journal),
+// generation counters of other cached tables, meta settings and API tokens.
+//
+// The database runs in WAL mode with one writer: every write goes through a
+// single goroutine that commits whatever is queued as one transaction (one
+// serial bump), each request inside its own SAVEPOINT so one failing request
+// does not fail the others. A write is acknowledged only after COMMIT
+// returned, so it is as durable as Config.Synchronous says. Reads use a
+// separate pool and never block on the writer.
+//
+// *DB implements zone.Source: Serial, Snapshot and ChangesSince feed the DNS
+// server's in-memory view; Config.OnCommit pushes this process's changes to
+// it immediately.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/acmehub/acmehub/internal/zone"
+
+	// The pure-Go SQLite driver, registered as "sqlite".
+	_ "modernc.org/sqlite"
+)
+
+// Errors returned by the store; match them with errors.Is.
+var (
+	// ErrNotFound: the token, meta key or other row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the row already exists (duplicate token client id).
+	ErrConflict = errors.New("already exists")
+	// ErrTooManyValues: a name (or creator) already holds the most values allowed.
+	ErrTooManyValues = errors.New("too many values")
+	// ErrInvalid: the input was refused before anything was stored.
+	ErrInvalid = errors.New("invalid input")
+	// ErrClosed: the DB was closed.
+	ErrClosed = errors.New("store closed")
+	// ErrSchemaTooNew: the database was migrated by a newer binary.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+	// ErrLocked: Restore found the database open in another process.
+	ErrLocked = errors.New("database is in use")
+)
+
+// The DNS view's follower reads the zone through this interface.
+var _ zone.Source = (*DB)(nil)
+
+// maxBatch caps the requests committed in one transaction, so one commit
+// (and the OnCommit call) stays short under a flood of writes.
+const maxBatch = 256
+
+// DB is an open store. It is safe for concurrent use.
+type DB struct {
+	cfg  Config
+	w    *sql.DB // exactly one connection, used only by the writer goroutine (and Open's migrations)
+	r    *sql.DB // read pool
+	lock *fileLock
+
+	mu     sync.RWMutex // guards closed against sends on queue
+	closed bool
+	queue  chan *writeReq
+	done   chan struct{} // closed when the writer goroutine has exited
+
+	touchMu      sync.Mutex
+	touches      map[string]time.Time // pending TouchToken updates
+	touchPending bool                 // a flush request is queued
+}
+
+// Open opens (creating if needed) and migrates the database at cfg.Path and
+// starts its writer goroutine. Close releases it.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	lock, err := lockShared(cfg.Path + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	db := &DB{
+		cfg:     cfg,
+		lock:    lock,
+		queue:   make(chan *writeReq, 4*maxBatch),
+		done:    make(chan struct{}),
+		touches: make(map[string]time.Time),
+	}
+	fail := func(err error) (*DB, error) {
+		if db.r != nil {
+			_ = db.r.Close()
+		}
+		if db.w != nil {
+			_ = db.w.Close()
+		}
+		_ = lock.unlock()
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+
+	// The writer's connection takes the write lock at BEGIN, so a batch
+	// never fails half-way with SQLITE_BUSY on lock upgrade.
+	db.w, err = sql.Open("sqlite", dsn(cfg, "&_txlock=immediate"))
+	if err != nil {
+		return fail(err)
+	}
+	db.w.SetMaxOpenConns(1)
+	db.w.SetMaxIdleConns(1)
+	db.w.SetConnMaxLifetime(0)
+	db.w.SetConnMaxIdleTime(0)
+	if err := db.checkPragmas(ctx, db.w); err != nil {
+		return fail(err)
+	}
+	if err := migrate(ctx, db.w, migrations, len(migrations)); err != nil {
+		return fail(err)
+	}
+
+	db.r, err = sql.Open("sqlite", dsn(cfg, "&_pragma=query_only(1)"))
+	if err != nil {
+		return fail(err)
+	}
+	db.r.SetMaxOpenConns(cfg.ReadConns)
+	db.r.SetMaxIdleConns(cfg.ReadConns)
+	if err := db.checkPragmas(ctx, db.r); err != nil {
+		return fail(err)
+	}
+
+	go db.writer()
+	return db, nil
+}
+
+// dsn builds the driver's connection string: every pooled connection gets
+// the same pragmas when the driver opens it.
+func dsn(cfg Config, extra string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous("+cfg.Synchronous+")")
+	return cfg.Path + "?" + q.Encode() + extra
+}
+
+// checkPragmas verifies that the DSN took effect: a silently ignored pragma
+// would weaken durability without anyone noticing.
+func (db *DB) checkPragmas(ctx context.Context, pool *sql.DB) error {
+	var mode string
+	var fk, sync int
+	if err := pool.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("check journal mode: %w", err)
+	}
+	if err := pool.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return fmt.Errorf("check foreign keys: %w", err)
+	}
+	if err := pool.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return fmt.Errorf("check synchronous: %w", err)
+	}
+	wantSync := map[string]int{"NORMAL": 1, "FULL": 2}[db.cfg.Synchronous]
+	if mode != "wal" || fk != 1 || sync != wantSync {
+		return fmt.Errorf("pragmas not applied: journal_mode=%s foreign_keys=%d synchronous=%d", mode, fk, sync)
+	}
+	return nil
+}
+
+// Close waits for queued writes to finish, flushes pending token touches
+// and closes the database. Writes after Close fail with ErrClosed.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return nil
+	}
+	db.closed = true
+	close(db.queue)
+	db.mu.Unlock()
+	<-db.done
+
+	errR := db.r.Close()
+	// A clean close checkpoints the WAL into the main file.
+	errW := db.w.Close()
+	errL := db.lock.unlock()
+	if err := errors.Join(errR, errW, errL); err != nil {
+		return fmt.Errorf("store: close %s: %w", db.cfg.Path, err)
+	}
+	return nil
+}
+
+// unixMilli stores a time; the zero time is stored as 0.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMilli is the inverse of unixMilli.
+func fromMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// nullMilli stores an optional time as NULL when zero.
+func nullMilli(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+// fromNullMilli is the inverse of nullMilli.
+func fromNullMilli(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(n.Int64).UTC()
+}
