@@ -85,7 +85,7 @@ func (f *fixture) do(t *testing.T, method, path, body string, auth func(*http.Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, _ := io.ReadAll(resp.Body)
 	r := response{status: resp.StatusCode, raw: string(raw), ctype: resp.Header.Get("Content-Type")}
 	_ = json.Unmarshal(raw, &r.body)

@@ -158,17 +158,17 @@ func (db *DB) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 
 func (w *wtx) pruneJournal(now time.Time) (int, error) {
 	var latest, byAge, byRows sql.NullInt64
-	if err := w.tx.QueryRowContext(w.ctx, `SELECT max(serial) FROM zone_journal`).Scan(&latest); err != nil {
+	if err := w.queryRow(`SELECT max(serial) FROM zone_journal`).Scan(&latest); err != nil {
 		return 0, fmt.Errorf("latest: %w", err)
 	}
 	if !latest.Valid {
 		return 0, nil
 	}
 	cutoff := now.Add(-w.db.cfg.JournalMaxAge).UnixMilli()
-	if err := w.tx.QueryRowContext(w.ctx, `SELECT max(serial) FROM zone_journal WHERE at < ?`, cutoff).Scan(&byAge); err != nil {
+	if err := w.queryRow(`SELECT max(serial) FROM zone_journal WHERE at < ?`, cutoff).Scan(&byAge); err != nil {
 		return 0, fmt.Errorf("by age: %w", err)
 	}
-	err := w.tx.QueryRowContext(w.ctx, `SELECT serial FROM zone_journal ORDER BY id DESC LIMIT 1 OFFSET ?`,
+	err := w.queryRow(`SELECT serial FROM zone_journal ORDER BY id DESC LIMIT 1 OFFSET ?`,
 		w.db.cfg.JournalMaxRows).Scan(&byRows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("by rows: %w", err)
@@ -224,7 +224,7 @@ func (db *DB) BumpGeneration(ctx context.Context, name string) (int64, error) {
 
 func (w *wtx) bumpGeneration(name string) (int64, error) {
 	var g int64
-	err := w.tx.QueryRowContext(w.ctx, `INSERT INTO generations (name, gen) VALUES (?, 1)
+	err := w.queryRow(`INSERT INTO generations (name, gen) VALUES (?, 1)
 		ON CONFLICT (name) DO UPDATE SET gen = gen + 1 RETURNING gen`, name).Scan(&g)
 	if err != nil {
 		return 0, fmt.Errorf("store: bump generation %q: %w", name, err)

@@ -57,10 +57,11 @@ const maxBatch = 256
 
 // DB is an open store. It is safe for concurrent use.
 type DB struct {
-	cfg  Config
-	w    *sql.DB // exactly one connection, used only by the writer goroutine (and Open's migrations)
-	r    *sql.DB // read pool
-	lock *fileLock
+	cfg   Config
+	w     *sql.DB              // exactly one connection, used only by the writer goroutine (and Open's migrations)
+	stmts map[string]*sql.Stmt // hot statements prepared on w; used by the writer only
+	r     *sql.DB              // read pool
+	lock  *fileLock
 
 	mu     sync.RWMutex // guards closed against sends on queue
 	closed bool
@@ -114,6 +115,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return fail(err)
 	}
 	if err := migrate(ctx, db.w, migrations, len(migrations)); err != nil {
+		return fail(err)
+	}
+	if err := db.prepareHot(ctx); err != nil {
 		return fail(err)
 	}
 
@@ -176,6 +180,9 @@ func (db *DB) Close() error {
 	db.mu.Unlock()
 	<-db.done
 
+	for _, st := range db.stmts {
+		_ = st.Close()
+	}
 	errR := db.r.Close()
 	// A clean close checkpoints the WAL into the main file.
 	errW := db.w.Close()

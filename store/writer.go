@@ -40,8 +40,66 @@ func (w *wtx) change(op zone.Op, name, value string, ttl uint32) {
 	w.changes = append(w.changes, zone.Change{Serial: w.serial, Op: op, Name: name, Value: value, TTL: ttl})
 }
 
+// Statements run by (nearly) every write; Open prepares them once on the
+// writer's connection, since preparing costs about as much as running.
+const (
+	qReadSerial   = `SELECT serial FROM zone_state WHERE id = 1`
+	qWriteSerial  = `UPDATE zone_state SET serial = ? WHERE id = 1`
+	qSavepoint    = `SAVEPOINT req`
+	qRelease      = `RELEASE req`
+	qRollbackTo   = `ROLLBACK TO req`
+	qJournal      = `INSERT INTO zone_journal (serial, op, name, value, ttl, at) VALUES (?, ?, ?, ?, ?, ?)`
+	qRefreshValue = `UPDATE txt_values SET ttl = ?, expires_at = ? WHERE name = ? AND value = ?`
+	qCountName    = `SELECT count(*) FROM txt_values WHERE name = ?`
+	qInsertValue  = `INSERT INTO txt_values (name, value, ttl, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`
+	qDeleteValue  = `DELETE FROM txt_values WHERE name = ? AND value = ?`
+)
+
+var hotQueries = []string{qReadSerial, qWriteSerial, qSavepoint, qRelease, qRollbackTo, qJournal,
+	qRefreshValue, qCountName, qInsertValue, qDeleteValue}
+
+// prepareHot prepares hotQueries; it runs before the writer starts, while
+// the single write connection is free (preparing on the pool inside a
+// transaction would wait for that connection forever).
+func (db *DB) prepareHot(ctx context.Context) error {
+	db.stmts = make(map[string]*sql.Stmt, len(hotQueries))
+	for _, q := range hotQueries {
+		st, err := db.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		db.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt returns query bound to the transaction, prepared if it is hot.
+func (w *wtx) stmt(query string) *sql.Stmt {
+	if st, ok := w.db.stmts[query]; ok {
+		return w.tx.StmtContext(w.ctx, st)
+	}
+	return nil
+}
+
 func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
+	if st := w.stmt(query); st != nil {
+		return st.ExecContext(w.ctx, args...)
+	}
 	return w.tx.ExecContext(w.ctx, query, args...)
+}
+
+func (w *wtx) queryRow(query string, args ...any) *sql.Row {
+	if st := w.stmt(query); st != nil {
+		return st.QueryRowContext(w.ctx, args...)
+	}
+	return w.tx.QueryRowContext(w.ctx, query, args...)
+}
+
+func (w *wtx) query(query string, args ...any) (*sql.Rows, error) {
+	if st := w.stmt(query); st != nil {
+		return st.QueryContext(w.ctx, args...)
+	}
+	return w.tx.QueryContext(w.ctx, query, args...)
 }
 
 // write queues fn for the writer and waits until its batch committed. It
@@ -118,6 +176,12 @@ func (db *DB) writer() {
 
 // finalFlush writes pending token touches on Close.
 func (db *DB) finalFlush() {
+	db.touchMu.Lock()
+	pending := len(db.touches)
+	db.touchMu.Unlock()
+	if pending == 0 {
+		return
+	}
 	r := &writeReq{ctx: context.Background(), op: "flush token touches", fn: db.flushTouches, done: make(chan writeRes, 1)}
 	db.runBatch([]*writeReq{r})
 	if res := <-r.done; res.err != nil {
@@ -179,11 +243,12 @@ func (db *DB) runTx(ctx context.Context, batch []*writeReq, errs []error) (seria
 			_ = tx.Rollback()
 		}
 	}()
+	w := &wtx{ctx: ctx, tx: tx, db: db, now: time.Now()}
 	var cur int64
-	if err := tx.QueryRowContext(ctx, `SELECT serial FROM zone_state WHERE id = 1`).Scan(&cur); err != nil {
+	if err := w.queryRow(qReadSerial).Scan(&cur); err != nil {
 		return 0, nil, fmt.Errorf("read serial: %w", err)
 	}
-	w := &wtx{ctx: ctx, tx: tx, db: db, serial: cur + 1, now: time.Now()}
+	w.serial = cur + 1
 	for i, r := range batch {
 		if errs[i] != nil {
 			continue
@@ -193,57 +258,36 @@ func (db *DB) runTx(ctx context.Context, batch []*writeReq, errs []error) (seria
 			errs[i] = fmt.Errorf("store: %s: skipped: %w", r.op, err)
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT req`); err != nil {
+		if _, err := w.exec(qSavepoint); err != nil {
 			return 0, nil, fmt.Errorf("savepoint: %w", err)
 		}
 		mark := len(w.changes)
 		if ferr := r.fn(w); ferr != nil {
 			errs[i] = ferr
 			w.changes = w.changes[:mark]
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO req`); err != nil {
+			if _, err := w.exec(qRollbackTo); err != nil {
 				return 0, nil, errors.Join(fmt.Errorf("rollback to savepoint: %w", err), ferr)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE req`); err != nil {
+		if _, err := w.exec(qRelease); err != nil {
 			return 0, nil, fmt.Errorf("release savepoint: %w", err)
 		}
 	}
 	serial = cur
 	if len(w.changes) > 0 {
 		serial = w.serial
-		if _, err := tx.ExecContext(ctx, `UPDATE zone_state SET serial = ? WHERE id = 1`, serial); err != nil {
+		if _, err := w.exec(qWriteSerial, serial); err != nil {
 			return 0, nil, fmt.Errorf("bump serial: %w", err)
 		}
-		if err := insertJournal(ctx, tx, w.changes, w.now); err != nil {
-			return 0, nil, err
+		ms := w.now.UnixMilli()
+		for _, c := range w.changes {
+			if _, err := w.exec(qJournal, c.Serial, int64(c.Op), c.Name, c.Value, int64(c.TTL), ms); err != nil {
+				return 0, nil, fmt.Errorf("write journal: %w", err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, nil, fmt.Errorf("commit: %w", err)
 	}
 	return serial, w.changes, nil
-}
-
-// insertJournal writes the batch's changes in order, many rows per statement.
-func insertJournal(ctx context.Context, tx *sql.Tx, changes []zone.Change, at time.Time) error {
-	const perStmt = 100 // 7 parameters per row stays far below SQLite's limit
-	ms := at.UnixMilli()
-	for len(changes) > 0 {
-		n := min(len(changes), perStmt)
-		q := make([]byte, 0, 80+n*24)
-		q = append(q, "INSERT INTO zone_journal (serial, op, name, value, ttl, at) VALUES "...)
-		args := make([]any, 0, n*6)
-		for i, c := range changes[:n] {
-			if i > 0 {
-				q = append(q, ',')
-			}
-			q = append(q, "(?,?,?,?,?,?)"...)
-			args = append(args, c.Serial, int64(c.Op), c.Name, c.Value, int64(c.TTL), ms)
-		}
-		if _, err := tx.ExecContext(ctx, string(q), args...); err != nil {
-			return fmt.Errorf("write journal: %w", err)
-		}
-		changes = changes[n:]
-	}
-	return nil
 }

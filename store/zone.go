@@ -118,8 +118,7 @@ func (db *DB) AddValue(ctx context.Context, req AddRequest) (int64, error) {
 }
 
 func (w *wtx) addValue(req AddRequest) error {
-	res, err := w.exec(`UPDATE txt_values SET ttl = ?, expires_at = ? WHERE name = ? AND value = ?`,
-		int64(req.TTL), req.ExpiresAt.UnixMilli(), req.Name, req.Value)
+	res, err := w.exec(qRefreshValue, int64(req.TTL), req.ExpiresAt.UnixMilli(), req.Name, req.Value)
 	if err != nil {
 		return fmt.Errorf("refresh: %w", err)
 	}
@@ -127,7 +126,7 @@ func (w *wtx) addValue(req AddRequest) error {
 		return fmt.Errorf("refresh: %w", err)
 	} else if n == 0 {
 		var count int
-		if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*) FROM txt_values WHERE name = ?`, req.Name).Scan(&count); err != nil {
+		if err := w.queryRow(qCountName, req.Name).Scan(&count); err != nil {
 			return fmt.Errorf("count values: %w", err)
 		}
 		if max := w.db.cfg.MaxValuesPerName; count >= max {
@@ -135,15 +134,14 @@ func (w *wtx) addValue(req AddRequest) error {
 				ErrTooManyValues, count, max)
 		}
 		if req.MaxPerCreator > 0 {
-			if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*) FROM txt_values WHERE created_by = ?`, req.CreatedBy).Scan(&count); err != nil {
+			if err := w.queryRow(`SELECT count(*) FROM txt_values WHERE created_by = ?`, req.CreatedBy).Scan(&count); err != nil {
 				return fmt.Errorf("count values of creator: %w", err)
 			}
 			if count >= req.MaxPerCreator {
 				return fmt.Errorf("%w: %q already holds %d values, at most %d at once", ErrTooManyValues, req.CreatedBy, count, req.MaxPerCreator)
 			}
 		}
-		if _, err := w.exec(`INSERT INTO txt_values (name, value, ttl, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
-			req.Name, req.Value, int64(req.TTL), w.now.UnixMilli(), req.ExpiresAt.UnixMilli(), req.CreatedBy); err != nil {
+		if _, err := w.exec(qInsertValue, req.Name, req.Value, int64(req.TTL), w.now.UnixMilli(), req.ExpiresAt.UnixMilli(), req.CreatedBy); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
@@ -163,7 +161,7 @@ func (db *DB) RemoveValue(ctx context.Context, name, value string) (serial int64
 		return 0, false, fmt.Errorf("store: remove value at %s: %w: %w", name, ErrInvalid, err)
 	}
 	serial, err = db.write(ctx, "remove value", func(w *wtx) error {
-		res, err := w.exec(`DELETE FROM txt_values WHERE name = ? AND value = ?`, name, value)
+		res, err := w.exec(qDeleteValue, name, value)
 		if err != nil {
 			return fmt.Errorf("store: remove value at %s: %w", name, err)
 		}
@@ -206,7 +204,7 @@ func (db *DB) RemoveAllValues(ctx context.Context, name string) (serial int64, r
 }
 
 func (w *wtx) removeValuesAt(name string) (int, error) {
-	rows, err := w.tx.QueryContext(w.ctx, `DELETE FROM txt_values WHERE name = ? RETURNING value`, name)
+	rows, err := w.query(`DELETE FROM txt_values WHERE name = ? RETURNING value`, name)
 	if err != nil {
 		return 0, err
 	}
@@ -377,7 +375,7 @@ func (db *DB) Sweep(ctx context.Context, now time.Time) (serial int64, removed i
 }
 
 func (w *wtx) sweep(now int64) (int, error) {
-	rows, err := w.tx.QueryContext(w.ctx, `DELETE FROM txt_values WHERE rowid IN (
+	rows, err := w.query(`DELETE FROM txt_values WHERE rowid IN (
 		SELECT rowid FROM txt_values WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)
 		RETURNING name, value`, now, sweepChunk)
 	if err != nil {

@@ -63,7 +63,7 @@ func backupCommand(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", dbPath(ss), err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // closed below; this is for early returns
 	if err := db.Backup(ctx, rest[0]); err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func restoreCommand(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("open restored database: %w", err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // closed below; this is for early returns
 	serial, err := db.Serial(ctx)
 	if err != nil {
 		return err

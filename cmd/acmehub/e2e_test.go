@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -23,20 +24,27 @@ import (
 
 var (
 	buildOnce sync.Once
+	binDir    string // made by TestMain, removed after the run
 	binPath   string
 	buildErr  error
 )
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "acmehub-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // acmehubBinary builds the real binary once per test run.
 func acmehubBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "acmehub-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "acmehub")
+		binPath = filepath.Join(binDir, "acmehub")
 		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = errors.New(string(out))
@@ -105,14 +113,14 @@ func startHub(t *testing.T, dataDir string, extra ...string) *hubProcess {
 			if json.Unmarshal([]byte(line), &rec) != nil {
 				continue
 			}
-			switch {
-			case rec.Msg == "dns server listening":
+			switch rec.Msg {
+			case "dns server listening":
 				for _, a := range rec.Addrs {
 					if udp, ok := strings.CutPrefix(a, "udp/"); ok && dnsAddr == "" {
 						dnsAddr = udp
 					}
 				}
-			case rec.Msg == "api listening":
+			case "api listening":
 				apiAddr = rec.Addr
 				addrs <- [2]string{dnsAddr, apiAddr}
 			}
@@ -121,7 +129,9 @@ func startHub(t *testing.T, dataDir string, extra ...string) *hubProcess {
 	go func() { h.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-h.done
+		if err := <-h.done; t.Failed() {
+			t.Logf("acmehub exit: %v\n%s", err, h.logs)
+		}
 	})
 	select {
 	case a := <-addrs:
@@ -150,7 +160,7 @@ func (h *hubProcess) request(t *testing.T, token, method, path string, body any)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
 }
@@ -210,6 +220,20 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if got := txtValues(t, hub.dnsAddr, name); !slices.Equal(got, []string{"value-two"}) {
 		t.Fatalf("after remove: %q", got)
+	}
+	// Metrics count the queries just made and show the view.
+	resp, err := http.Get(hub.apiURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{`acmehub_dns_queries_total{qtype="TXT",rcode="NOERROR"} 2`,
+		"acmehub_dns_answer_duration_seconds_bucket", "acmehub_zone_names 1",
+		fmt.Sprintf("acmehub_zone_serial %d\n", soaSerial(t, hub.dnsAddr))} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	// Without a token: 401.
 	if code, _ := hub.request(t, "ahc_x.ahs_y", "GET", "/api/v1/records", nil); code != http.StatusUnauthorized {
@@ -332,7 +356,7 @@ func TestBackupRestoreCLI(t *testing.T) {
 	if got := txtValues(t, restarted.dnsAddr, "later."+defaultZone); len(got) != 0 {
 		t.Fatalf("values written after the backup came back: %q", got)
 	}
-	if now := soaSerial(t, restarted.dnsAddr); !(int32(now-published) > 0) {
+	if now := soaSerial(t, restarted.dnsAddr); int32(now-published) <= 0 {
 		t.Fatalf("serial after restore %d is not newer than the published %d (RFC 1982)", now, published)
 	}
 	// The restored database still belongs to its key file: the old token works.

@@ -72,7 +72,7 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, kr *secret.Keyring, stdou
 		if tmp, err = writeSecretFile(tokenFile, tok.String()+"\n"); err != nil {
 			return false, fmt.Errorf("bootstrap token file: %w", err)
 		}
-		defer os.Remove(tmp) // no-op after the rename
+		defer func() { _ = os.Remove(tmp) }() // no-op after the rename
 	}
 	err = db.CreateToken(ctx, store.Token{
 		ClientID:   tok.ClientID,
@@ -124,7 +124,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // read-only handle
 	return d.Sync()
 }
 

@@ -55,8 +55,6 @@ func (ss *settingSet) get(name string) string { return ss.byName[name].value }
 
 func (ss *settingSet) getList(name string) []string { return ss.byName[name].values }
 
-func (ss *settingSet) source(name string) string { return ss.byName[name].source }
-
 // listFlag collects repeated flags for a list setting.
 type listFlag struct{ s *setting }
 
@@ -158,7 +156,7 @@ func (ss *settingSet) loadFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	var problems []string
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)

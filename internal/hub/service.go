@@ -91,7 +91,8 @@ func (s *Service) SetValue(ctx context.Context, req SetRequest) (Record, error) 
 	if lifetime == 0 {
 		lifetime = s.cfg.DefaultLifetime
 	}
-	if ttl%time.Second != 0 || ttl > math.MaxInt32*time.Second {
+	ttlSeconds := int64(ttl / time.Second)
+	if ttl%time.Second != 0 || ttlSeconds < 0 || ttlSeconds > math.MaxInt32 {
 		return Record{}, fmt.Errorf("%w: ttl must be whole seconds up to 2^31-1", ErrInvalid)
 	}
 	if lifetime > s.cfg.MaxValueLifetime {
@@ -99,7 +100,7 @@ func (s *Service) SetValue(ctx context.Context, req SetRequest) (Record, error) 
 	}
 	now := s.now()
 	rec := Record{
-		Name: name, Value: req.Value, TTL: uint32(ttl / time.Second),
+		Name: name, Value: req.Value, TTL: uint32(ttlSeconds),
 		CreatedAt: now, ExpiresAt: now.Add(lifetime), CreatedBy: req.By.TokenID,
 	}
 	_, err = s.db.AddValue(ctx, store.AddRequest{

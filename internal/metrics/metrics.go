@@ -14,9 +14,9 @@ import (
 
 // Metrics is the registry of one hub process.
 type Metrics struct {
-	reg      *prometheus.Registry
-	queries  *prometheus.CounterVec
-	latency  prometheus.Histogram
+	reg     *prometheus.Registry
+	queries *prometheus.CounterVec
+	latency prometheus.Histogram
 }
 
 // ZoneStats reports the in-memory view for the gauges.

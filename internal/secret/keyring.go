@@ -120,7 +120,7 @@ func newKeyEntry(k Key) (*keyEntry, error) {
 		return nil, errors.New("key id too long")
 	}
 	e := &keyEntry{id: k.ID, master: k.Bytes}
-	e.hdr = append([]byte{byte(len(k.ID))}, k.ID...)
+	e.hdr = append([]byte{byte(len(k.ID))}, k.ID...) //nolint:gosec // len <= maxKeyIDLen, checked above
 	var err error
 	if e.hashKey, err = derive(k.Bytes[:], purposeHash); err != nil {
 		return nil, err

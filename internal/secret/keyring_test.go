@@ -280,7 +280,7 @@ func TestKeyringNotPrinted(t *testing.T) {
 	master := base64.StdEncoding.EncodeToString(kr.keys[0].master[:])
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 		out := fmt.Sprintf(verb, kr)
-		if strings.Contains(out, master) || strings.Contains(out, fmt.Sprint(kr.keys[0].master[:4])) {
+		if strings.Contains(out, master) || strings.Contains(out, fmt.Sprintf("%d", kr.keys[0].master[:4])) {
 			t.Fatalf("%s prints key material: %s", verb, out)
 		}
 	}

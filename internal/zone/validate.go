@@ -71,7 +71,7 @@ func InZoneName(origin, name string) (string, error) {
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !isLDHU(c) {
 				return "", fmt.Errorf("%w: %q has a character other than letters, digits, '-' and '_'", ErrBadName, name)
 			}
 		}
@@ -83,4 +83,10 @@ func InZoneName(origin, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q is not below %s", ErrOutsideHub, name, origin)
 	}
 	return n, nil
+}
+
+// isLDHU reports whether c may appear in a hub zone label: a letter, digit,
+// '-' or '_' (the underscore for _acme-challenge style names).
+func isLDHU(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
