@@ -159,13 +159,13 @@ func TestRestoreSerialRule(t *testing.T) {
 		want      func(backup, replaced int64) int64
 	}{
 		{"fresh backup, replaced readable", time.Second, true, 0,
-			func(b, r int64) int64 { return r + restoreMinJump }},
+			func(_, r int64) int64 { return r + restoreMinJump }},
 		{"old backup, database lost", 2 * time.Hour, false, 0,
-			func(b, r int64) int64 { return b + 7200*restorePerSecond }},
+			func(b, _ int64) int64 { return b + 7200*restorePerSecond }},
 		{"very old backup", 365 * 24 * time.Hour, false, 0,
-			func(b, r int64) int64 { return b + restoreMaxJump }},
+			func(b, _ int64) int64 { return b + restoreMaxJump }},
 		{"min serial wins", time.Second, true, 1 << 40,
-			func(b, r int64) int64 { return 1<<40 + restoreMinJump }},
+			func(_, _ int64) int64 { return 1<<40 + restoreMinJump }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -203,7 +203,7 @@ func TestRestoreSerialRule(t *testing.T) {
 func readBackupTime(t *testing.T, path string) time.Time {
 	t.Helper()
 	d := openRaw(t, path)
-	defer d.Close()
+	defer func() { _ = d.Close() }() // only read from
 	var v string
 	if err := d.QueryRow(`SELECT value FROM meta WHERE key = ?`, MetaBackupTakenAt).Scan(&v); err != nil {
 		t.Fatal(err)

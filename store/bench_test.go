@@ -11,6 +11,7 @@ import (
 
 // benchAdd adds a unique value; 16 values per name stay below the cap.
 func benchAdd(b *testing.B, db *DB, seq *atomic.Int64) {
+	b.Helper()
 	i := seq.Add(1)
 	_, err := db.AddValue(context.Background(), AddRequest{
 		Name: fmt.Sprintf("b%d.example.org.", i/16), Value: fmt.Sprintf("v%d", i), TTL: 60, ExpiresAt: time.Now().Add(time.Hour)})
@@ -20,6 +21,7 @@ func benchAdd(b *testing.B, db *DB, seq *atomic.Int64) {
 }
 
 func reportWrites(b *testing.B) {
+	b.Helper()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }
 

@@ -40,21 +40,26 @@ func (db *DB) Snapshot(ctx context.Context) (zone.Snapshot, error) {
 			var v zone.Value
 			var ttl int64
 			if err := rows.Scan(&v.Name, &v.Value, &ttl); err != nil {
-				rows.Close()
+				_ = rows.Close() // read-only; the Scan error is the one to report
 				return fmt.Errorf("values: %w", err)
 			}
-			v.TTL = uint32(ttl)
+			if v.TTL, err = ttlFromDB(ttl); err != nil {
+				_ = rows.Close() // read-only; the range error is the one to report
+				return fmt.Errorf("values: %w", err)
+			}
 			snap.Values = append(snap.Values, v)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := rows.Err(); err != nil { // Next returning false closed rows
+			return fmt.Errorf("values: %w", err)
+		}
+		if err := rows.Close(); err != nil {
 			return fmt.Errorf("values: %w", err)
 		}
 		rows, err = tx.QueryContext(ctx, `SELECT name FROM zone_names ORDER BY name`)
 		if err != nil {
 			return fmt.Errorf("names: %w", err)
 		}
-		defer rows.Close()
+		defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
 		for rows.Next() {
 			var n string
 			if err := rows.Scan(&n); err != nil {
@@ -109,7 +114,7 @@ func (db *DB) ChangesSince(ctx context.Context, since int64, maxSerials int) ([]
 		if err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
-		defer rows.Close()
+		defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
 		prev := since
 		for rows.Next() {
 			var c zone.Change
@@ -120,7 +125,13 @@ func (db *DB) ChangesSince(ctx context.Context, since int64, maxSerials int) ([]
 			if c.Serial != prev && c.Serial != prev+1 {
 				return fmt.Errorf("%w: serial %d is missing from the journal", zone.ErrGap, prev+1)
 			}
-			c.Op, c.TTL, prev = zone.Op(op), uint32(ttl), c.Serial
+			if c.Op, err = opFromDB(op); err != nil {
+				return fmt.Errorf("journal: serial %d: %w", c.Serial, err)
+			}
+			if c.TTL, err = ttlFromDB(ttl); err != nil {
+				return fmt.Errorf("journal: serial %d: %w", c.Serial, err)
+			}
+			prev = c.Serial
 			out = append(out, c)
 		}
 		if err := rows.Err(); err != nil {
@@ -233,9 +244,15 @@ func (w *wtx) bumpGeneration(name string) (int64, error) {
 }
 
 // SerialPublished is the SOA serial for counter c: c mod 2^32.
-func SerialPublished(c int64) uint32 { return uint32(c) }
+func SerialPublished(c int64) uint32 {
+	return uint32(c) //nolint:gosec // truncation is the point: the SOA serial is the counter mod 2^32
+}
 
 // SerialLess reports whether SOA serial a is older than b in RFC 1982
 // serial number arithmetic. Serials exactly 2^31 apart are incomparable
 // (neither is less).
-func SerialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
+func SerialLess(a, b uint32) bool {
+	// RFC 1982: b-a wraps mod 2^32; read as int32 it is positive exactly
+	// when b is ahead of a by less than 2^31.
+	return a != b && int32(b-a) > 0 //nolint:gosec // intentional two's-complement reinterpretation (RFC 1982)
+}

@@ -21,19 +21,19 @@ func TestMain(m *testing.M) {
 }
 
 // openTest opens a fresh database file in t.TempDir(); edit adjusts the config.
-func openTest(t testing.TB, edit func(*Config)) *DB {
-	t.Helper()
-	cfg := Config{Path: filepath.Join(t.TempDir(), "hub.db")}
+func openTest(tb testing.TB, edit func(*Config)) *DB {
+	tb.Helper()
+	cfg := Config{Path: filepath.Join(tb.TempDir(), "hub.db")}
 	if edit != nil {
 		edit(&cfg)
 	}
 	db, err := Open(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("open: %v", err)
+		tb.Fatalf("open: %v", err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := db.Close(); err != nil {
-			t.Errorf("close: %v", err)
+			tb.Errorf("close: %v", err)
 		}
 	})
 	return db
@@ -42,29 +42,29 @@ func openTest(t testing.TB, edit func(*Config)) *DB {
 // future is an expiry far enough ahead that no test's sweep reaches it.
 var future = time.Now().Add(time.Hour)
 
-func add(t testing.TB, db *DB, name, value string) int64 {
-	t.Helper()
+func add(tb testing.TB, db *DB, name, value string) int64 {
+	tb.Helper()
 	s, err := db.AddValue(context.Background(), AddRequest{Name: name, Value: value, TTL: 60, ExpiresAt: future, CreatedBy: "test"})
 	if err != nil {
-		t.Fatalf("add %s %s: %v", name, value, err)
+		tb.Fatalf("add %s %s: %v", name, value, err)
 	}
 	return s
 }
 
-func serialOf(t testing.TB, db *DB) int64 {
-	t.Helper()
+func serialOf(tb testing.TB, db *DB) int64 {
+	tb.Helper()
 	s, err := db.Serial(context.Background())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return s
 }
 
-func values(t testing.TB, db *DB, name string) []string {
-	t.Helper()
+func values(tb testing.TB, db *DB, name string) []string {
+	tb.Helper()
 	recs, err := db.ListValues(context.Background(), name)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var vs []string
 	for _, r := range recs {
@@ -73,33 +73,38 @@ func values(t testing.TB, db *DB, name string) []string {
 	return vs
 }
 
-func mustIntegrity(t testing.TB, db *DB) {
-	t.Helper()
+func mustIntegrity(tb testing.TB, db *DB) {
+	tb.Helper()
 	if err := integrityCheck(context.Background(), db.r); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 
 // journal returns every journal row in order.
-func journal(t testing.TB, db *DB) []zone.Change {
-	t.Helper()
+func journal(tb testing.TB, db *DB) []zone.Change {
+	tb.Helper()
 	rows, err := db.r.Query(`SELECT serial, op, name, value, ttl FROM zone_journal ORDER BY serial, id`)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []zone.Change
 	for rows.Next() {
 		var c zone.Change
 		var op, ttl int64
 		if err := rows.Scan(&c.Serial, &op, &c.Name, &c.Value, &ttl); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		c.Op, c.TTL = zone.Op(op), uint32(ttl)
+		if c.Op, err = opFromDB(op); err != nil {
+			tb.Fatal(err)
+		}
+		if c.TTL, err = ttlFromDB(ttl); err != nil {
+			tb.Fatal(err)
+		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return out
 }

@@ -20,7 +20,7 @@ func lockShared(path string) (*fileLock, error) { return lockFile(path, syscall.
 func lockExclusive(path string) (*fileLock, error) { return lockFile(path, syscall.LOCK_EX) }
 
 func lockFile(path string, how int) (*fileLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // path is the lock file next to the operator-configured database
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}

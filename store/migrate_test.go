@@ -61,7 +61,7 @@ func schemaOf(t *testing.T, q interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []string
 	for rows.Next() {
 		var s string
@@ -70,16 +70,35 @@ func schemaOf(t *testing.T, q interface {
 		}
 		out = append(out, s)
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 
 // rowCounts counts the rows of every table.
 func rowCounts(t *testing.T, d *sql.DB) map[string]int {
 	t.Helper()
+	counts := map[string]int{}
+	for _, tb := range tableNames(t, d) {
+		var n int
+		if err := d.QueryRow(`SELECT count(*) FROM "` + tb + `"`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		counts[tb] = n
+	}
+	return counts
+}
+
+// tableNames lists the tables; its rows are closed before rowCounts
+// queries them one by one.
+func tableNames(t *testing.T, d *sql.DB) []string {
+	t.Helper()
 	rows, err := d.Query(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = rows.Close() }()
 	var tables []string
 	for rows.Next() {
 		var n string
@@ -88,16 +107,10 @@ func rowCounts(t *testing.T, d *sql.DB) map[string]int {
 		}
 		tables = append(tables, n)
 	}
-	rows.Close()
-	counts := map[string]int{}
-	for _, tb := range tables {
-		var n int
-		if err := d.QueryRow(`SELECT count(*) FROM "` + tb + `"`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		counts[tb] = n
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
-	return counts
+	return tables
 }
 
 func TestMigrationsFromEveryVersion(t *testing.T) {
@@ -120,7 +133,11 @@ func TestMigrationsFromEveryVersion(t *testing.T) {
 			if err != nil {
 				t.Fatalf("open version %d: %v", from, err)
 			}
-			defer db.Close()
+			defer func() {
+				if err := db.Close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			}()
 			if got := schemaOf(t, db.r); !reflect.DeepEqual(got, want) {
 				t.Fatalf("schema after migrating from %d:\n%v\nwant\n%v", from, got, want)
 			}
@@ -152,7 +169,7 @@ func TestMigrationsRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	i := 0
 	for rows.Next() {
 		var v int
@@ -164,6 +181,9 @@ func TestMigrationsRecorded(t *testing.T) {
 			t.Errorf("row %d: %d %s", i, v, name)
 		}
 		i++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	if i != LatestSchema() {
 		t.Fatalf("%d migrations recorded, want %d", i, LatestSchema())

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"sync"
@@ -193,15 +194,28 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// unixMilli stores a time; the zero time is stored as 0.
-func unixMilli(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
+// ttlFromDB converts a TTL read from the database. The store only writes
+// uint32 TTLs (txt_values even keeps them within 0..2^31-1), so a value
+// outside the uint32 range means a damaged or foreign database: reported
+// rather than silently wrapped.
+func ttlFromDB(v int64) (uint32, error) {
+	if v < 0 || v > math.MaxUint32 {
+		return 0, fmt.Errorf("stored TTL %d out of range 0..%d", v, uint32(math.MaxUint32))
 	}
-	return t.UnixMilli()
+	return uint32(v), nil
 }
 
-// fromMilli is the inverse of unixMilli.
+// opFromDB converts a journal op read from the database, which the schema
+// keeps within the known ops.
+func opFromDB(v int64) (zone.Op, error) {
+	if v < int64(zone.OpAddValue) || v > int64(zone.OpRemoveName) {
+		return 0, fmt.Errorf("stored journal op %d unknown", v)
+	}
+	return zone.Op(v), nil
+}
+
+// fromMilli reads a stored Unix time in milliseconds; 0 reads as the zero
+// time.
 func fromMilli(ms int64) time.Time {
 	if ms == 0 {
 		return time.Time{}

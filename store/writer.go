@@ -64,7 +64,7 @@ var hotQueries = []string{qReadSerial, qWriteSerial, qSavepoint, qRelease, qRoll
 func (db *DB) prepareHot(ctx context.Context) error {
 	db.stmts = make(map[string]*sql.Stmt, len(hotQueries))
 	for _, q := range hotQueries {
-		st, err := db.w.PrepareContext(ctx, q)
+		st, err := db.w.PrepareContext(ctx, q) //nolint:sqlclosecheck // cached for the connection's life; DB.Close closes db.stmts
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
 		}
@@ -73,7 +73,10 @@ func (db *DB) prepareHot(ctx context.Context) error {
 	return nil
 }
 
-// stmt returns query bound to the transaction, prepared if it is hot.
+// stmt returns query bound to the transaction, prepared if it is hot. The
+// returned statement needs no Close: database/sql closes transaction-bound
+// statements when the transaction commits or rolls back, and the cached
+// statement it derives from lives until DB.Close.
 func (w *wtx) stmt(query string) *sql.Stmt {
 	if st, ok := w.db.stmts[query]; ok {
 		return w.tx.StmtContext(w.ctx, st)
@@ -82,21 +85,21 @@ func (w *wtx) stmt(query string) *sql.Stmt {
 }
 
 func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
-	if st := w.stmt(query); st != nil {
+	if st := w.stmt(query); st != nil { //nolint:sqlclosecheck // tx-bound: closed when the transaction ends (see stmt)
 		return st.ExecContext(w.ctx, args...)
 	}
 	return w.tx.ExecContext(w.ctx, query, args...)
 }
 
 func (w *wtx) queryRow(query string, args ...any) *sql.Row {
-	if st := w.stmt(query); st != nil {
+	if st := w.stmt(query); st != nil { //nolint:sqlclosecheck // tx-bound: closed when the transaction ends (see stmt)
 		return st.QueryRowContext(w.ctx, args...)
 	}
 	return w.tx.QueryRowContext(w.ctx, query, args...)
 }
 
 func (w *wtx) query(query string, args ...any) (*sql.Rows, error) {
-	if st := w.stmt(query); st != nil {
+	if st := w.stmt(query); st != nil { //nolint:sqlclosecheck // tx-bound: closed when the transaction ends (see stmt)
 		return st.QueryContext(w.ctx, args...)
 	}
 	return w.tx.QueryContext(w.ctx, query, args...)

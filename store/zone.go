@@ -129,9 +129,9 @@ func (w *wtx) addValue(req AddRequest) error {
 		if err := w.queryRow(qCountName, req.Name).Scan(&count); err != nil {
 			return fmt.Errorf("count values: %w", err)
 		}
-		if max := w.db.cfg.MaxValuesPerName; count >= max {
+		if limit := w.db.cfg.MaxValuesPerName; count >= limit {
 			return fmt.Errorf("%w: the name already holds %d values, at most %d at once; remove one or wait for one to expire",
-				ErrTooManyValues, count, max)
+				ErrTooManyValues, count, limit)
 		}
 		if req.MaxPerCreator > 0 {
 			if err := w.queryRow(`SELECT count(*) FROM txt_values WHERE created_by = ?`, req.CreatedBy).Scan(&count); err != nil {
@@ -208,7 +208,7 @@ func (w *wtx) removeValuesAt(name string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err is checked after the loop
 	var values []string
 	for rows.Next() {
 		var v string
@@ -331,7 +331,7 @@ func queryRecords(ctx context.Context, q queryer, query string, args ...any) ([]
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err is checked after the loop
 	var recs []Record
 	for rows.Next() {
 		var r Record
@@ -339,7 +339,10 @@ func queryRecords(ctx context.Context, q queryer, query string, args ...any) ([]
 		if err := rows.Scan(&r.Name, &r.Value, &ttl, &created, &expires, &r.CreatedBy); err != nil {
 			return nil, err
 		}
-		r.TTL, r.CreatedAt, r.ExpiresAt = uint32(ttl), fromMilli(created), fromMilli(expires)
+		if r.TTL, err = ttlFromDB(ttl); err != nil {
+			return nil, err
+		}
+		r.CreatedAt, r.ExpiresAt = fromMilli(created), fromMilli(expires)
 		recs = append(recs, r)
 	}
 	return recs, rows.Err()
@@ -381,7 +384,7 @@ func (w *wtx) sweep(now int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err is checked after the loop
 	var expired []zone.Value
 	for rows.Next() {
 		var v zone.Value
