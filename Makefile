@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./dnsserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./internal/secret/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSetRequest$$' -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzRuleMatch$$' -fuzztime $(FUZZTIME) ./rules/
 
 vet:
 	$(GO) vet ./...

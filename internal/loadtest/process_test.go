@@ -80,7 +80,8 @@ func fileExists(p string) bool {
 func acmehubBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "acmehub-loadtest-bin")
+		// Shared by every test of the run, so not t.TempDir; TestMain removes it.
+		binDir, buildErr = os.MkdirTemp("", "acmehub-loadtest-bin") //nolint:usetesting // outlives each test
 		if buildErr != nil {
 			return
 		}
@@ -135,6 +136,7 @@ func startProc(t *testing.T, name string, cmd *exec.Cmd, onLine func(line string
 	if err != nil {
 		t.Fatal(err)
 	}
+	dieWithParent(cmd)
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -163,6 +165,7 @@ func (p *proc) pid() int { return p.cmd.Process.Pid }
 // stop sends SIGTERM and waits for the exit; after 15 s it kills. It is
 // safe to call more than once.
 func (p *proc) stop(t *testing.T) {
+	t.Helper()
 	select {
 	case <-p.exited:
 		return

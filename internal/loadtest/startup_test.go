@@ -170,7 +170,7 @@ func queryBurst(addr string, names int) error {
 				fail(err)
 				return
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			for q := w; q < burstQueries; q += burstWorkers {
 				name, value := missingName(q), ""
 				if names > 0 && q%10 != 0 {
