@@ -1,0 +1,153 @@
+package acmetest
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hubStartTimeout bounds how long StartHub waits for "api listening".
+const hubStartTimeout = 20 * time.Second
+
+// HubConfig configures StartHub.
+type HubConfig struct {
+	// Zone is the hub zone (--zone); "" means "acme.test.".
+	Zone string
+	// DataDir is --data-dir; "" means a new t.TempDir().
+	DataDir string
+	// Args are more `acmehub serve` flags, appended after the harness's.
+	Args []string
+}
+
+// Hub is a running `acmehub serve` built from this checkout.
+type Hub struct {
+	// DNSAddr is the DNS server's host:port (UDP and TCP).
+	DNSAddr string
+	// APIURL is the HTTP API's base URL, "http://127.0.0.1:port".
+	APIURL string
+	// Token is the bootstrap admin token ("<client id>.<secret>").
+	Token string
+	// Zone and DataDir are what the hub was started with.
+	Zone, DataDir string
+
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+}
+
+// StartHub builds cmd/acmehub once per test process and runs
+// `acmehub serve` on free 127.0.0.1 ports with an empty environment, waits
+// until its DNS server and API say where they listen, and reads the
+// bootstrap admin token. t.Cleanup kills it by PID if it still runs.
+func StartHub(t *testing.T, cfg HubConfig) *Hub {
+	t.Helper()
+	if cfg.Zone == "" {
+		cfg.Zone = "acme.test."
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	args := append([]string{"serve", "--data-dir", cfg.DataDir, "--zone", cfg.Zone,
+		"--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+		"--log-level", "info", "--log-format", "json"}, cfg.Args...)
+	cmd := exec.Command(binary(t, acmehubPackage), args...) //nolint:gosec // G204: our own build of acmehub with the test's arguments
+	cmd.Env = []string{}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dieWithParent(cmd)
+	h := &Hub{Zone: cfg.Zone, DataDir: cfg.DataDir, cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("acmetest: start acmehub: %v", err)
+	}
+	addrs := make(chan [2]string, 1)
+	go h.scanLog(stderr, addrs)
+	go func() { h.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if err := <-h.done; t.Failed() {
+			t.Logf("acmetest: acmehub exit: %v\n%s", err, h.logs)
+		}
+		h.done <- nil
+	})
+	select {
+	case a := <-addrs:
+		h.DNSAddr, h.APIURL = a[0], "http://"+a[1]
+	case err := <-h.done:
+		h.done <- err
+		t.Fatalf("acmetest: acmehub exited early: %v\n%s", err, h.logs)
+	case <-time.After(hubStartTimeout):
+		t.Fatalf("acmetest: acmehub did not start within %v:\n%s", hubStartTimeout, h.logs)
+	}
+	if h.DNSAddr == "" {
+		t.Fatalf("acmetest: acmehub did not log a udp DNS address:\n%s", h.logs)
+	}
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, "bootstrap-admin-token"))
+	if err != nil {
+		t.Fatalf("acmetest: acmehub bootstrap token: %v", err)
+	}
+	h.Token = strings.TrimSpace(string(tok))
+	return h
+}
+
+// scanLog copies the hub's JSON log lines into h.logs and reports the DNS
+// (UDP) and API addresses once "api listening" is logged.
+func (h *Hub) scanLog(r io.Reader, addrs chan<- [2]string) {
+	sc := bufio.NewScanner(r)
+	var dnsAddr string
+	for sc.Scan() {
+		line := sc.Text()
+		_, _ = h.logs.Write([]byte(line + "\n"))
+		var rec struct {
+			Msg   string   `json:"msg"`
+			Addr  string   `json:"addr"`
+			Addrs []string `json:"addrs"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		switch rec.Msg {
+		case "dns server listening":
+			for _, a := range rec.Addrs {
+				if udp, ok := strings.CutPrefix(a, "udp/"); ok && dnsAddr == "" {
+					dnsAddr = udp
+				}
+			}
+		case "api listening":
+			select {
+			case addrs <- [2]string{dnsAddr, rec.Addr}:
+			default:
+			}
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// Logs returns the hub's log so far.
+func (h *Hub) Logs() string { return h.logs.String() }
+
+// Stop sends SIGTERM and fails the test unless the hub exits cleanly
+// within 15 s.
+func (h *Hub) Stop(t *testing.T) {
+	t.Helper()
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("acmetest: stop acmehub: %v", err)
+	}
+	select {
+	case err := <-h.done:
+		h.done <- err
+		if err != nil {
+			t.Fatalf("acmetest: acmehub exit after SIGTERM: %v\n%s", err, h.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("acmetest: acmehub did not exit within 15 s of SIGTERM:\n%s", h.logs)
+	}
+}
