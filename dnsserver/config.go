@@ -33,6 +33,10 @@ const ednsSize = 1232
 // padded and EDNS-sized queries (and later UPDATEs) are read whole.
 const udpReadSize = 4096
 
+// maxUDPSockets bounds Config.UDPSockets: each socket holds a goroutine
+// and about 150 KiB of buffers (udpBatch packets of udpReadSize, and replies).
+const maxUDPSockets = 256
+
 // NS is one nameserver of the hub zone.
 type NS struct {
 	// Name is the nameserver's host name (fqdn; case and trailing dot optional).
@@ -68,6 +72,12 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP connection idle this long between
 	// queries (RFC 7766). Default 10 s.
 	TCPIdleTimeout time.Duration
+	// UDPSockets is how many UDP sockets serve each listen address with a
+	// specific IP, bound together with SO_REUSEPORT and each read in
+	// batches by one goroutine. Linux only: elsewhere, and for wildcard
+	// addresses (":53", "[::]:53"), one socket is served by miekg/dns.
+	// Default (0): GOMAXPROCS at Listen. At most maxUDPSockets.
+	UDPSockets int
 	// Observer, if set, is called once per reply (metrics). qtype is 0 for
 	// messages rejected before their question was parsed. It must be fast
 	// and safe for concurrent use.
@@ -160,6 +170,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.TCPIdleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("tcp idle timeout: %v is negative", c.TCPIdleTimeout))
+	}
+	if c.UDPSockets < 0 || c.UDPSockets > maxUDPSockets {
+		errs = append(errs, fmt.Errorf("udp sockets: %d is not between 0 (one per CPU) and %d", c.UDPSockets, maxUDPSockets))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -1,6 +1,8 @@
 // Package dnsserver is the authoritative DNS server for the hub zone: it
 // answers SOA, NS, glue and the TXT values of ACME challenges from an
-// in-memory zone view, over UDP and TCP, on top of miekg/dns's server loop.
+// in-memory zone view, over UDP and TCP. TCP and wildcard UDP binds use
+// miekg/dns's server loop; UDP on a specific address uses our batched
+// loops on Linux (udp.go).
 //
 // Answers are written straight into wire form (Handler.Answer) rather than
 // through dns.Msg.Pack: owners are compression pointers to the question, so
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,19 +26,46 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Server runs one miekg dns.Server per UDP socket and per TCP listener,
-// each with our handler and accept function (not the package-global mux).
+// Server serves each UDP listen address with a specific IP through our
+// batch loops (udp.go) on Linux, and every other UDP socket and every TCP
+// listener through its own miekg dns.Server, each with our handler and
+// accept function (not the package-global mux).
 type Server struct {
 	h   *Handler
 	cfg Config
 	log *slog.Logger
 
 	mu      sync.Mutex
-	pcs     []net.PacketConn
+	udp     []udpSocket
 	lns     []net.Listener
 	servers []*dns.Server
+	loops   sync.WaitGroup // the batch loops
 	started bool
 	errc    chan error
+}
+
+// udpSocket is one UDP listen address: either sockets bound to it
+// together (SO_REUSEPORT), each served by a batch loop, or one socket
+// served by miekg.
+type udpSocket struct {
+	conns []*net.UDPConn
+	pc    net.PacketConn
+}
+
+func (u udpSocket) addr() net.Addr {
+	if u.pc != nil {
+		return u.pc.LocalAddr()
+	}
+	return u.conns[0].LocalAddr()
+}
+
+func (u udpSocket) close() {
+	if u.pc != nil {
+		_ = u.pc.Close()
+	}
+	for _, c := range u.conns {
+		_ = c.Close()
+	}
 }
 
 // New validates cfg and returns a server answering from z. Bind sockets
@@ -54,25 +84,30 @@ func (s *Server) Handler() *Handler { return s.h }
 
 // Listen binds UDP and TCP on each address ("127.0.0.1:53", "[::1]:0",
 // ":53"). With port 0, UDP and TCP get the same free port, so one address
-// serves both like a real nameserver.
+// serves both like a real nameserver. An address with a specific IP gets
+// Config.UDPSockets UDP sockets on Linux (see udp.go).
 func (s *Server) Listen(addrs ...string) error {
-	var pcs []net.PacketConn
+	n := s.cfg.UDPSockets
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	var us []udpSocket
 	var lns []net.Listener
 	closeAll := func() {
-		for _, pc := range pcs {
-			_ = pc.Close()
+		for _, u := range us {
+			u.close()
 		}
 		for _, l := range lns {
 			_ = l.Close()
 		}
 	}
 	for _, addr := range addrs {
-		pc, l, err := listenPair(addr)
+		u, l, err := listenPair(addr, n)
 		if err != nil {
 			closeAll()
 			return err
 		}
-		pcs, lns = append(pcs, pc), append(lns, l)
+		us, lns = append(us, u), append(lns, l)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,64 +115,119 @@ func (s *Server) Listen(addrs ...string) error {
 		closeAll()
 		return errors.New("dnsserver: listen after start")
 	}
-	s.pcs, s.lns = append(s.pcs, pcs...), append(s.lns, lns...)
+	s.udp, s.lns = append(s.udp, us...), append(s.lns, lns...)
 	return nil
 }
 
-func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+// listenPair binds n UDP sockets (one unless batchUDP and a specific IP)
+// and a TCP listener on addr, all on one port.
+//
+// With port 0 the first UDP socket picks the port. SO_REUSEPORT lets the
+// kernel pick a port that another reuse-port socket of this user holds
+// (another server in this process, say); the TCP listener, which does not
+// share, catches that, and we try again. For the same reason a second
+// acmehub on a fixed port fails at its TCP listener rather than sharing
+// the first one's UDP traffic.
+func listenPair(addr string, n int) (udpSocket, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dnsserver: listen %q: %w", addr, err)
+		return udpSocket{}, nil, fmt.Errorf("dnsserver: listen %q: %w", addr, err)
 	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return udpSocket{}, nil, fmt.Errorf("dnsserver: listen udp %s: %w", addr, err)
+	}
+	batch := batchable(ua.IP)
+	lc, bind := net.ListenConfig{}, addr
+	if batch {
+		lc.Control, bind = reusePort, ua.String()
+	} else {
+		n = 1
+	}
+	ctx := context.Background()
 	for range 20 {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dnsserver: listen udp %s: %w", addr, err)
-		}
-		laddr := pc.LocalAddr().(*net.UDPAddr)
-		bound := net.JoinHostPort(host, strconv.Itoa(laddr.Port))
-		l, err := net.Listen("tcp", bound)
-		if err == nil {
-			if !laddr.IP.IsUnspecified() {
-				pc = boundUDP{pc.(*net.UDPConn)}
+		var conns []*net.UDPConn
+		closeUDP := func() {
+			for _, c := range conns {
+				_ = c.Close()
 			}
-			return pc, l, nil
 		}
-		_ = pc.Close()
+		for at := bind; len(conns) < n; {
+			pc, err := lc.ListenPacket(ctx, "udp", at)
+			if err != nil {
+				closeUDP()
+				return udpSocket{}, nil, fmt.Errorf("dnsserver: listen udp %s: %w", at, err)
+			}
+			conns = append(conns, pc.(*net.UDPConn))
+			at = pc.LocalAddr().String() // the others join the first one's port
+		}
+		laddr := conns[0].LocalAddr().(*net.UDPAddr)
+		tcpAddr := laddr.String()
+		if !batch {
+			tcpAddr = net.JoinHostPort(host, strconv.Itoa(laddr.Port))
+		}
+		l, err := net.Listen("tcp", tcpAddr)
+		if err == nil {
+			switch {
+			case batch:
+				return udpSocket{conns: conns}, l, nil
+			case !laddr.IP.IsUnspecified():
+				return udpSocket{pc: boundUDP{conns[0]}}, l, nil
+			default:
+				return udpSocket{pc: conns[0]}, l, nil
+			}
+		}
+		closeUDP()
 		if port != "0" {
-			return nil, nil, fmt.Errorf("dnsserver: listen tcp %s: %w", bound, err)
+			return udpSocket{}, nil, fmt.Errorf("dnsserver: listen tcp %s: %w", tcpAddr, err)
 		}
 		// The TCP side of the free UDP port is taken: try another port.
 	}
-	return nil, nil, fmt.Errorf("dnsserver: listen %s: no port free for both udp and tcp", addr)
+	return udpSocket{}, nil, fmt.Errorf("dnsserver: listen %s: no port free for both udp and tcp", addr)
+}
+
+// batchable reports whether UDP on ip is served by the batch loops: on
+// Linux, for a specific address. A wildcard socket (nil or unspecified)
+// stays with miekg, which replies from each query's destination address.
+func batchable(ip net.IP) bool {
+	return batchUDP && ip != nil && !ip.IsUnspecified()
 }
 
 // boundUDP hides the *net.UDPConn type from miekg for a socket bound to one
-// address: replies leave from that address anyway, so the per-packet
-// control messages miekg uses to pick the source address of a wildcard
-// socket (several allocations and a parse per query) are pure cost.
+// address (where the batch loops are not used): replies leave from that
+// address anyway, so the per-packet control messages miekg uses to pick
+// the source address of a wildcard socket (several allocations and a parse
+// per query) are pure cost.
 type boundUDP struct{ *net.UDPConn }
 
 // Attach adds pre-opened sockets (systemd socket activation, tests);
-// either may be nil.
+// either may be nil. On Linux a *net.UDPConn bound to a specific IP is
+// served by a batch loop, any other packet socket by miekg.
 func (s *Server) Attach(pc net.PacketConn, l net.Listener) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if pc != nil {
-		s.pcs = append(s.pcs, pc)
+		u := udpSocket{pc: pc}
+		if c, ok := pc.(*net.UDPConn); ok {
+			if a, ok := c.LocalAddr().(*net.UDPAddr); ok && batchable(a.IP) {
+				u = udpSocket{conns: []*net.UDPConn{c}}
+			}
+		}
+		s.udp = append(s.udp, u)
 	}
 	if l != nil {
 		s.lns = append(s.lns, l)
 	}
 }
 
-// Addrs returns the bound addresses: *net.UDPAddr and *net.TCPAddr values.
+// Addrs returns the bound addresses: one *net.UDPAddr per UDP listen
+// address (or attached socket), then the *net.TCPAddr values.
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []net.Addr
-	for _, pc := range s.pcs {
-		out = append(out, pc.LocalAddr())
+	for _, u := range s.udp {
+		out = append(out, u.addr())
 	}
 	for _, l := range s.lns {
 		out = append(out, l.Addr())
@@ -153,23 +243,38 @@ func (s *Server) Start() error {
 		s.mu.Unlock()
 		return errors.New("dnsserver: already started")
 	}
-	n := len(s.pcs) + len(s.lns)
-	if n == 0 {
+	if len(s.udp)+len(s.lns) == 0 {
 		s.mu.Unlock()
 		return errors.New("dnsserver: no sockets to serve")
 	}
 	s.started = true
+	var loops []*udpLoop
+	for _, u := range s.udp {
+		for _, c := range u.conns {
+			loops = append(loops, newUDPLoop(s.h, c))
+		}
+	}
+	n := len(loops)
+	for _, u := range s.udp {
+		if u.pc != nil {
+			n++
+		}
+	}
+	n += len(s.lns)
 	s.errc = make(chan error, n)
 	up := make(chan struct{}, n)
 	notify := func() { up <- struct{}{} }
-	for _, pc := range s.pcs {
+	for _, u := range s.udp {
+		if u.pc == nil {
+			continue
+		}
 		s.servers = append(s.servers, &dns.Server{
-			PacketConn:        pc,
+			PacketConn:        u.pc,
 			Net:               "udp",
 			Handler:           &shell{h: s.h, t: UDP},
 			UDPSize:           udpReadSize,
 			MsgAcceptFunc:     acceptMsg,
-			MsgInvalidFunc:    s.invalid,
+			MsgInvalidFunc:    s.h.invalid,
 			DecorateWriter:    s.h.guardWriter(UDP),
 			NotifyStartedFunc: notify,
 		})
@@ -183,7 +288,7 @@ func (s *Server) Start() error {
 			IdleTimeout:       func() time.Duration { return s.cfg.TCPIdleTimeout },
 			MaxTCPQueries:     -1, // the idle timeout ends connections, not a query count
 			MsgAcceptFunc:     acceptMsg,
-			MsgInvalidFunc:    s.invalid,
+			MsgInvalidFunc:    s.h.invalid,
 			DecorateWriter:    s.h.guardWriter(TCP),
 			DecorateReader:    writeDeadline(s.cfg.QueryTimeout),
 			NotifyStartedFunc: notify,
@@ -191,6 +296,15 @@ func (s *Server) Start() error {
 	}
 	servers := s.servers
 	addrs := s.addrsLocked()
+	batched := len(loops)
+	for _, l := range loops {
+		s.loops.Go(func() {
+			notify() // the socket is bound: packets queue until the first read
+			if err := l.serve(); err != nil {
+				s.errc <- fmt.Errorf("dnsserver: serve udp: %w", err)
+			}
+		})
+	}
 	s.mu.Unlock()
 
 	for _, srv := range servers {
@@ -213,14 +327,14 @@ func (s *Server) Start() error {
 	if len(errs) > 0 {
 		return errors.Join(append(errs, s.shutdown(context.Background()))...)
 	}
-	s.log.Info("dns server listening", "addrs", addrs)
+	s.log.Info("dns server listening", "addrs", addrs, "udp_batch_sockets", batched)
 	return nil
 }
 
 func (s *Server) addrsLocked() []string {
 	var out []string
-	for _, pc := range s.pcs {
-		out = append(out, "udp/"+pc.LocalAddr().String())
+	for _, u := range s.udp {
+		out = append(out, "udp/"+u.addr().String())
 	}
 	for _, l := range s.lns {
 		out = append(out, "tcp/"+l.Addr().String())
@@ -255,8 +369,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	started := s.started
 	if !started {
-		for _, pc := range s.pcs {
-			_ = pc.Close()
+		for _, u := range s.udp {
+			u.close()
 		}
 		for _, l := range s.lns {
 			_ = l.Close()
@@ -273,8 +387,16 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	servers := s.servers
 	s.servers = nil
+	// Closing a batch loop's socket ends its read or write; the replies of
+	// the batch in hand are dropped, as the kernel drops the packets still
+	// queued on the socket.
+	for _, u := range s.udp {
+		if u.pc == nil {
+			u.close()
+		}
+	}
 	s.mu.Unlock()
-	errs := make([]error, len(servers))
+	errs := make([]error, len(servers)+1)
 	var wg sync.WaitGroup
 	for i, srv := range servers {
 		wg.Go(func() {
@@ -284,12 +406,17 @@ func (s *Server) shutdown(ctx context.Context) error {
 			}
 		})
 	}
+	wg.Go(func() {
+		done := make(chan struct{})
+		go func() { s.loops.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs[len(servers)] = fmt.Errorf("dnsserver: shut down udp: %w", ctx.Err())
+		}
+	})
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func (s *Server) invalid(m []byte, err error) {
-	s.log.LogAttrs(context.Background(), slog.LevelDebug, "invalid dns message", slog.Int("size", len(m)), slog.Any("err", err))
 }
 
 // acceptMsg replaces miekg's default, which answers UPDATE with NOTIMP and
@@ -360,19 +487,7 @@ func (s *shell) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		*bp = reply[:0] // keep a buffer that grew, within reason
 	}
 
-	var qtype uint16
-	if len(req.Question) == 1 {
-		qtype = req.Question[0].Qtype
-	}
-	if h.observe != nil {
-		h.observe(qtype, rcode, time.Since(start))
-	}
-	if debug {
-		h.log.LogAttrs(background, slog.LevelDebug, "dns query",
-			slog.String("qname", qname(req)), slog.String("qtype", dns.Type(qtype).String()),
-			slog.String("rcode", dns.RcodeToString[rcode]), slog.String("proto", s.t.String()),
-			slog.Int("size", len(reply)), slog.Float64("duration", time.Since(start).Seconds()), slog.Any("err", err))
-	}
+	h.record(start, debug, req, rcode, len(reply), s.t, err)
 }
 
 func qname(req *dns.Msg) string {
@@ -396,9 +511,9 @@ func servfail(req *dns.Msg) []byte {
 
 // guardWriter wraps the replies miekg writes itself (FORMERR for a message
 // that does not parse, our MsgReject and MsgRejectNotImplemented); our own
-// replies bypass it. miekg builds those from the query's header, so clear
-// the echoed AA, TC, RA, Z and AD bits, never send more than 512 bytes over
-// UDP, and count them for metrics.
+// replies bypass it. miekg builds those from the query's header, so
+// guardReply clears the echoed flags and caps the size; the guard also
+// counts them for metrics. The batch loops apply guardReply themselves.
 func (h *Handler) guardWriter(t Transport) dns.DecorateWriter {
 	return func(w dns.Writer) dns.Writer { return &guard{w: w, h: h, t: t} }
 }
@@ -412,14 +527,7 @@ type guard struct {
 func (g *guard) Write(b []byte) (int, error) {
 	if len(b) >= hdrLen {
 		// A copy: Write must not modify its argument. These replies are rare.
-		b = slices.Clone(b)
-		b[2] &^= byte((flagAA | flagTC) >> 8)
-		b[3] &^= byte(flagRA | flagZ | flagAD)
-		if g.t == UDP && len(b) > minUDP {
-			b = b[:hdrLen]
-			clear(b[4:hdrLen])
-			b[2] |= byte(flagTC >> 8)
-		}
+		b = guardReply(slices.Clone(b), g.t)
 		if g.h.observe != nil {
 			g.h.observe(0, int(b[3]&0xF), 0)
 		}
