@@ -24,6 +24,28 @@ const (
 	warnEvery      = 30 * time.Second
 )
 
+// SnapshotSink receives a snapshot from a SnapshotStreamer; *Loader
+// implements it.
+type SnapshotSink interface {
+	// Grow tells about how many values and names will follow (a hint).
+	Grow(values, names int)
+	// Value receives one value. The sink may keep its strings.
+	Value(v Value)
+	// Name receives one name that exists without values (Snapshot.Names).
+	Name(name string)
+}
+
+// SnapshotStreamer is an optional interface of a Source: StreamSnapshot
+// delivers the content Snapshot returns one value and one name at a time,
+// so that a large zone loads without the whole Snapshot in memory next to
+// the View it becomes. A Follower uses it when its Source implements it.
+type SnapshotStreamer interface {
+	// StreamSnapshot feeds sink the complete zone content at one consistent
+	// serial, in any order, and returns that serial. After an error, what
+	// sink received is incomplete and must be discarded.
+	StreamSnapshot(ctx context.Context, sink SnapshotSink) (serial int64, err error)
+}
+
 // Follower keeps a View current from a Source: a full Snapshot at start and
 // after any gap, then journal changes, pushed in-process by Deliver and
 // pulled by a poll loop that notices other writers (the admin CLI, other
@@ -237,14 +259,23 @@ func (f *Follower) ensureLoadedLocked(ctx context.Context) error {
 }
 
 func (f *Follower) reloadLocked(ctx context.Context) error {
-	s, err := f.src.Snapshot(ctx)
-	if err != nil {
-		return fmt.Errorf("zone: load snapshot: %w", err)
+	if st, ok := f.src.(SnapshotStreamer); ok {
+		l := f.view.NewLoader()
+		serial, err := st.StreamSnapshot(ctx, l)
+		if err != nil {
+			return fmt.Errorf("zone: load snapshot: %w", err)
+		}
+		l.Commit(serial)
+	} else {
+		s, err := f.src.Snapshot(ctx)
+		if err != nil {
+			return fmt.Errorf("zone: load snapshot: %w", err)
+		}
+		f.view.Reset(s)
 	}
-	f.view.Reset(s)
 	f.loaded = true
 	f.readyOnce.Do(func() { close(f.ready) })
-	f.log.Debug("zone: snapshot loaded", "serial", s.Serial, "values", len(s.Values), "names", len(s.Names))
+	f.log.Debug("zone: snapshot loaded", "serial", f.view.Serial(), "names", f.view.Len())
 	return nil
 }
 

@@ -172,44 +172,156 @@ func (v *View) lookupLocked(apex bool, e *entry) LookupResult {
 	return r
 }
 
-// Reset replaces the whole content with s.
+// Reset replaces the whole content with s. Values and names may come in
+// any order; a value given twice for a name keeps the last TTL.
 func (v *View) Reset(s Snapshot) {
-	// Build outside the lock so readers keep being served meanwhile.
-	names := make(map[string]*entry, len(s.Names)+len(s.Values))
-	count := 0
-	byName := make(map[string][]valueTTL)
+	l := v.NewLoader()
+	l.Grow(len(s.Values), len(s.Names))
 	for _, val := range s.Values {
-		name := strings.ToLower(val.Name)
-		if v.below(name) {
-			if vals, ok := insertValue(byName[name], val.Value, val.TTL); ok {
-				byName[name] = vals
-			}
-		}
-	}
-	for name, vals := range byName {
-		e := getEntry(names, name)
-		e.setValues(vals)
+		l.Value(val)
 	}
 	for _, name := range s.Names {
-		if name = strings.ToLower(name); v.below(name) {
-			getEntry(names, name).added = true
-		}
+		l.Name(name)
 	}
-	// Count and ancestors only once every name is in place.
-	existing := make([]string, 0, len(names))
-	for name, e := range names {
-		if e.exists() {
-			existing = append(existing, name)
-		}
-	}
-	for _, name := range existing {
-		count++
-		v.eachAncestor(name, func(a string) { getEntry(names, a).children++ })
-	}
+	l.Commit(s.Serial)
+}
 
+// A Loader builds the whole content of a View from values and names fed one
+// at a time, in any order, and installs it with Commit: the result is the
+// same as Reset with a Snapshot holding them, without that Snapshot having
+// to exist. It builds outside the view's lock, so readers keep being served
+// the old content meanwhile. It implements SnapshotSink.
+//
+// Consecutive values of one name (as sorted input delivers them) are
+// collected into the name's RRset once; a name that comes back later is
+// merged with what it got before. A Loader is for one goroutine and one
+// load: do not use it after Commit.
+//
+// Entries are carved from chunks instead of being allocated one by one: a
+// load makes one allocation per name fewer, and entries take 40 bytes, not
+// 48. A chunk lives as long as any entry in it, so once Apply has removed
+// most of a load's names, the rest can hold up to the load's chunks: never
+// more than the load itself took. (RRset buffers are not carved: a name's
+// values that arrive apart replace its buffer, and a dead buffer would keep
+// its place in a chunk.)
+type Loader struct {
+	v     *View
+	names map[string]*entry
+	count int // names that exist
+
+	entries []entry // chunk the next entries come from
+
+	// The name whose consecutive values are being collected, and its value
+	// set so far (a scratch slice reused from name to name).
+	cur     *entry
+	curName string
+	set     []valueTTL
+}
+
+// NewLoader returns a Loader that will replace v's content.
+func (v *View) NewLoader() *Loader {
+	return &Loader{v: v, names: make(map[string]*entry)}
+}
+
+// Grow tells about how many values and names will follow, so the loader can
+// size its map once: for values+names names, which overestimates when
+// names hold several values. It only has an effect before the first value
+// or name.
+func (l *Loader) Grow(values, names int) {
+	if n := values + names; n > 0 && len(l.names) == 0 {
+		l.names = make(map[string]*entry, n)
+	}
+}
+
+// Value adds one value. The loader may keep val's strings.
+func (l *Loader) Value(val Value) {
+	if l.cur == nil || val.Name != l.curName {
+		// Names are lower-case by contract; lowering again is cheap (no
+		// copy when already lower-case) and keeps a stray capital from
+		// creating a name no query can reach.
+		name := strings.ToLower(val.Name)
+		if l.cur == nil || name != l.curName {
+			l.flush()
+			if !l.v.below(name) {
+				return
+			}
+			l.start(name)
+		}
+	}
+	l.set, _ = insertValue(l.set, val.Value, val.TTL)
+}
+
+// Name makes name exist without values (OpAddName).
+func (l *Loader) Name(name string) {
+	l.flush()
+	if name = strings.ToLower(name); !l.v.below(name) {
+		return
+	}
+	e := l.entry(name)
+	before := e.exists()
+	e.added = true
+	l.created(name, e, before)
+}
+
+// Commit replaces the view's content with what the loader got, at serial.
+func (l *Loader) Commit(serial int64) {
+	l.flush()
+	v := l.v
 	v.mu.Lock()
-	v.names, v.serial, v.count, v.loaded = names, s.Serial, count, true
+	v.names, v.serial, v.count, v.loaded = l.names, serial, l.count, true
 	v.mu.Unlock()
+	*l = Loader{v: v}
+}
+
+// start begins collecting the values of name, continuing its set if name
+// came before.
+func (l *Loader) start(name string) {
+	e := l.entry(name)
+	l.cur, l.curName = e, name
+	l.set = e.appendValues(l.set[:0])
+}
+
+// flush stores the collected set in its entry.
+func (l *Loader) flush() {
+	e, name := l.cur, l.curName
+	if e == nil {
+		return
+	}
+	l.cur, l.curName = nil, ""
+	before := e.exists()
+	e.setValues(l.set)
+	clear(l.set) // drop the value strings the scratch slice still holds
+	l.created(name, e, before)
+	if !e.exists() && e.children <= 0 {
+		delete(l.names, name) // every value was refused
+	}
+}
+
+// created counts name, whose entry is e, and its ancestors' children once
+// name has come to exist (it existed before if before).
+func (l *Loader) created(name string, e *entry, before bool) {
+	if before || !e.exists() {
+		return
+	}
+	l.count++
+	l.v.eachAncestor(name, func(a string) { l.entry(a).children++ })
+}
+
+// loaderEntries is the number of entries in a Loader's chunk (40 KiB).
+const loaderEntries = 1024
+
+// entry returns name's entry, adding a new one from the chunk if needed.
+func (l *Loader) entry(name string) *entry {
+	e := l.names[name]
+	if e == nil {
+		if len(l.entries) == cap(l.entries) {
+			l.entries = make([]entry, 0, loaderEntries)
+		}
+		l.entries = l.entries[:len(l.entries)+1]
+		e = &l.entries[len(l.entries)-1]
+		l.names[name] = e
+	}
+	return e
 }
 
 // Apply applies journal changes. Changes at or below the current serial are
@@ -344,15 +456,6 @@ func (v *View) eachAncestor(name string, fn func(string)) {
 	}
 }
 
-func getEntry(names map[string]*entry, name string) *entry {
-	e := names[name]
-	if e == nil {
-		e = &entry{}
-		names[name] = e
-	}
-	return e
-}
-
 // Limits far above what the store accepts (255-byte values, 32 per name);
 // they only keep corrupt input from overflowing RDLENGTH or the count.
 const (
@@ -390,7 +493,14 @@ func (e *entry) values() []valueTTL {
 	if e.count == 0 {
 		return nil
 	}
-	vals := make([]valueTTL, 0, e.count)
+	return e.appendValues(make([]valueTTL, 0, e.count))
+}
+
+// appendValues appends the entry's decoded set to vals.
+func (e *entry) appendValues(vals []valueTTL) []valueTTL {
+	if e.count == 0 {
+		return vals
+	}
 	rd := e.rdata()
 	ttls := e.buf[len(rd):]
 	for i := 0; len(rd) >= 2; i++ {
