@@ -73,6 +73,16 @@ func schemaVersion(ctx context.Context, q interface {
 // transaction together with its schema_migrations row, so a crash leaves
 // the database at a whole version. Another process migrating at the same
 // time is serialised by BEGIN IMMEDIATE and the re-check inside it.
+//
+// Foreign keys are on while a migration runs (the connection's DSN sets
+// them, and PRAGMA foreign_keys is a no-op inside a transaction). A step
+// may therefore rebuild a table (create new, copy, drop old, rename) only
+// if no other table refers to it, as 0002 does with api_tokens: dropping
+// a referenced table cascades into its children or fails. Rebuilding a
+// referenced table (principals, managed_challenges) needs a step run with
+// foreign keys off outside its transaction, followed by
+// PRAGMA foreign_key_check before COMMIT; migrate does not support that
+// yet. Prefer ALTER TABLE ADD/RENAME/DROP COLUMN where it suffices.
 func migrate(ctx context.Context, db *sql.DB, ms []migration, target int) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,

@@ -1,6 +1,9 @@
 // Package store persists the hub's state in SQLite (modernc.org/sqlite, pure
 // Go): the zone (TXT value sets, delegation names, serial and change journal),
-// generation counters of other cached tables, meta settings and API tokens.
+// generation counters of other cached tables, meta settings, and the access
+// model: principals, role assignments, API tokens, managed challenge
+// configs, delegations and the audit log. The store holds no policy: it
+// validates shapes and persists; the service decides who may do what.
 //
 // The database runs in WAL mode with one writer: every write goes through a
 // single goroutine that commits whatever is queued as one transaction (one
@@ -35,11 +38,13 @@ import (
 var (
 	// ErrNotFound: the token, meta key or other row does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrConflict: the row already exists (duplicate token client id).
+	// ErrConflict: the row already exists (duplicate token client id,
+	// principal or config name, delegation label, role assignment).
 	ErrConflict = errors.New("already exists")
 	// ErrTooManyValues: a name (or creator) already holds the most values allowed.
 	ErrTooManyValues = errors.New("too many values")
-	// ErrInvalid: the input was refused before anything was stored.
+	// ErrInvalid: the input was refused (by validation or a schema CHECK)
+	// and nothing was stored.
 	ErrInvalid = errors.New("invalid input")
 	// ErrClosed: the DB was closed.
 	ErrClosed = errors.New("store closed")
@@ -69,9 +74,10 @@ type DB struct {
 	queue  chan *writeReq
 	done   chan struct{} // closed when the writer goroutine has exited
 
-	touchMu      sync.Mutex
-	touches      map[string]time.Time // pending TouchToken updates
-	touchPending bool                 // a flush request is queued
+	touchMu           sync.Mutex
+	touches           map[string]time.Time // pending TouchToken updates
+	delegationTouches map[int64]time.Time  // pending TouchDelegation updates
+	touchPending      bool                 // a flush request is queued
 }
 
 // Open opens (creating if needed) and migrates the database at cfg.Path and
@@ -85,11 +91,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
 	db := &DB{
-		cfg:     cfg,
-		lock:    lock,
-		queue:   make(chan *writeReq, 4*maxBatch),
-		done:    make(chan struct{}),
-		touches: make(map[string]time.Time),
+		cfg:               cfg,
+		lock:              lock,
+		queue:             make(chan *writeReq, 4*maxBatch),
+		done:              make(chan struct{}),
+		touches:           make(map[string]time.Time),
+		delegationTouches: make(map[int64]time.Time),
 	}
 	fail := func(err error) (*DB, error) {
 		if db.r != nil {

@@ -56,7 +56,7 @@ const (
 )
 
 var hotQueries = []string{qReadSerial, qWriteSerial, qSavepoint, qRelease, qRollbackTo, qJournal,
-	qRefreshValue, qCountName, qInsertValue, qDeleteValue}
+	qRefreshValue, qCountName, qInsertValue, qDeleteValue, qInsertAudit}
 
 // prepareHot prepares hotQueries; it runs before the writer starts, while
 // the single write connection is free (preparing on the pool inside a
@@ -177,18 +177,15 @@ func (db *DB) writer() {
 	}
 }
 
-// finalFlush writes pending token touches on Close.
+// finalFlush writes pending token and delegation touches on Close.
 func (db *DB) finalFlush() {
-	db.touchMu.Lock()
-	pending := len(db.touches)
-	db.touchMu.Unlock()
-	if pending == 0 {
+	if db.pendingTouches() == 0 {
 		return
 	}
-	r := &writeReq{ctx: context.Background(), op: "flush token touches", fn: db.flushTouches, done: make(chan writeRes, 1)}
+	r := &writeReq{ctx: context.Background(), op: "flush touches", fn: db.flushTouches, done: make(chan writeRes, 1)}
 	db.runBatch([]*writeReq{r})
 	if res := <-r.done; res.err != nil {
-		db.cfg.Logger.Warn("store: flush token touches on close", "err", res.err)
+		db.cfg.Logger.Warn("store: flush touches on close", "err", res.err)
 	}
 }
 

@@ -239,18 +239,9 @@ func (db *DB) AddName(ctx context.Context, name, createdBy string) (serial int64
 		return 0, false, fmt.Errorf("store: add name %s: %w: %w", name, ErrInvalid, err)
 	}
 	serial, err = db.write(ctx, "add name", func(w *wtx) error {
-		res, err := w.exec(`INSERT INTO zone_names (name, created_at, created_by) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-			name, w.now.UnixMilli(), createdBy)
-		if err != nil {
+		var err error
+		if added, err = w.addName(name, createdBy); err != nil {
 			return fmt.Errorf("store: add name %s: %w", name, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("store: add name %s: %w", name, err)
-		}
-		if n > 0 {
-			added = true
-			w.change(zone.OpAddName, name, "", 0)
 		}
 		return nil
 	})
@@ -258,6 +249,24 @@ func (db *DB) AddName(ctx context.Context, name, createdBy string) (serial int64
 		return 0, false, err
 	}
 	return serial, added, nil
+}
+
+// addName is AddName inside the writer's transaction.
+func (w *wtx) addName(name, createdBy string) (bool, error) {
+	res, err := w.exec(`INSERT INTO zone_names (name, created_at, created_by) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+		name, w.now.UnixMilli(), createdBy)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if n == 0 {
+		return false, nil
+	}
+	w.change(zone.OpAddName, name, "", 0)
+	return true, nil
 }
 
 // RemoveName removes a name added by AddName together with any values at
@@ -269,28 +278,47 @@ func (db *DB) RemoveName(ctx context.Context, name string) (serial int64, remove
 		return 0, false, fmt.Errorf("store: remove name %q: %w: %w", name, ErrInvalid, err)
 	}
 	serial, err = db.write(ctx, "remove name", func(w *wtx) error {
-		res, err := w.exec(`DELETE FROM zone_names WHERE name = ?`, name)
-		if err != nil {
+		var err error
+		if removed, err = w.removeName(name); err != nil {
 			return fmt.Errorf("store: remove name %s: %w", name, err)
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("store: remove name %s: %w", name, err)
-		}
-		if n == 0 {
-			return nil
-		}
-		if _, err := w.removeValuesAt(name); err != nil {
-			return fmt.Errorf("store: remove name %s: values: %w", name, err)
-		}
-		removed = true
-		w.change(zone.OpRemoveName, name, "", 0)
 		return nil
 	})
 	if err != nil {
 		return 0, false, err
 	}
 	return serial, removed, nil
+}
+
+// removeName is RemoveName inside the writer's transaction.
+func (w *wtx) removeName(name string) (bool, error) {
+	res, err := w.exec(`DELETE FROM zone_names WHERE name = ?`, name)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if n == 0 {
+		return false, nil
+	}
+	if _, err := w.removeValuesAt(name); err != nil {
+		return false, fmt.Errorf("values: %w", err)
+	}
+	w.change(zone.OpRemoveName, name, "", 0)
+	return true, nil
+}
+
+// CountValuesBy returns how many values createdBy holds in the whole zone
+// (expired ones included until the sweep removes them), for quota
+// displays; AddRequest.MaxPerCreator enforces the cap atomically.
+func (db *DB) CountValuesBy(ctx context.Context, createdBy string) (int, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM txt_values WHERE created_by = ?`, createdBy).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count values of %q: %w", createdBy, err)
+	}
+	return n, nil
 }
 
 // ListValues returns the values at name, ordered by value; none is not an

@@ -74,12 +74,17 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, kr *secret.Keyring, stdou
 		}
 		defer func() { _ = os.Remove(tmp) }() // no-op after the rename
 	}
+	owner, err := adminPrincipal(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("bootstrap admin principal: %w", err)
+	}
 	err = db.CreateToken(ctx, store.Token{
-		ClientID:   tok.ClientID,
-		SecretHash: kr.HashSecret(tok.Secret),
-		Name:       "bootstrap admin",
-		Role:       "admin",
-		CreatedAt:  time.Now(),
+		ClientID:    tok.ClientID,
+		PrincipalID: owner.ID,
+		SecretHash:  kr.HashSecret(tok.Secret),
+		Title:       "bootstrap admin",
+		Role:        store.RoleAdmin, // legacy field, for code written before principals
+		CreatedAt:   time.Now(),
 	})
 	if err != nil {
 		return false, fmt.Errorf("create bootstrap token: %w", err)
@@ -93,6 +98,25 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, kr *secret.Keyring, stdou
 		return false, fmt.Errorf("bootstrap token file: %w", err)
 	}
 	return true, syncDir(filepath.Dir(tokenFile))
+}
+
+// adminPrincipal returns the principal "admin" (the owner the store's
+// migration gives version-1 tokens), creating it if needed, and makes sure
+// it holds the admin role without domain restriction.
+func adminPrincipal(ctx context.Context, db *store.DB) (store.Principal, error) {
+	p, err := db.PrincipalByName(ctx, "admin")
+	if errors.Is(err, store.ErrNotFound) {
+		p, err = db.CreatePrincipal(ctx, store.Principal{Kind: store.PrincipalUser, Name: "admin",
+			Description: "bootstrap administrator", Enabled: true})
+	}
+	if err != nil {
+		return store.Principal{}, err
+	}
+	_, err = db.AddRoleAssignment(ctx, store.RoleAssignment{PrincipalID: p.ID, Role: store.RoleAdmin})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return store.Principal{}, err
+	}
+	return p, nil
 }
 
 // writeSecretFile writes content to a new temporary file (mode 0600) beside
