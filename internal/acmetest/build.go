@@ -49,6 +49,13 @@ func RunTests(m *testing.M) int {
 	return code
 }
 
+// Binary returns the path of the acmehub binary built from this checkout
+// (once per test process), for tests that run its other commands.
+func Binary(t *testing.T) string {
+	t.Helper()
+	return binary(t, acmehubPackage)
+}
+
 // binary builds pkg with `go build` once per process and returns its path.
 func binary(t *testing.T, pkg string) string {
 	t.Helper()
