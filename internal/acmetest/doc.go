@@ -16,6 +16,8 @@
 // machine. The pebble and acmehub binaries are built once per test process
 // with `go build` (pebble at the version go.mod pins with its tool
 // directive); call RunTests from TestMain to remove them afterwards.
+// SyncBuffer and DieWithParent are there for tests that run other servers
+// the same way.
 //
 // lego keeps its DNS settings (recursive nameservers, timeout, SOA cache)
 // and its logger in package variables, so ObtainCertificate runs one order

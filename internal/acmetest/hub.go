@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// hubStartTimeout bounds how long StartHub waits for "api listening".
+// hubStartTimeout is how long StartHub waits for "api listening" unless
+// HubConfig.StartTimeout says otherwise.
 const hubStartTimeout = 20 * time.Second
 
 // HubConfig configures StartHub.
@@ -24,6 +25,8 @@ type HubConfig struct {
 	DataDir string
 	// Args are more `acmehub serve` flags, appended after the harness's.
 	Args []string
+	// StartTimeout bounds the wait for "api listening"; 0 means 20 s.
+	StartTimeout time.Duration
 }
 
 // Hub is a running `acmehub serve` built from this checkout.
@@ -36,9 +39,11 @@ type Hub struct {
 	Token string
 	// Zone and DataDir are what the hub was started with.
 	Zone, DataDir string
+	// Startup is the time from exec to reading the "api listening" line.
+	Startup time.Duration
 
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *SyncBuffer
 	done chan error
 }
 
@@ -54,6 +59,10 @@ func StartHub(t *testing.T, cfg HubConfig) *Hub {
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
+	timeout := cfg.StartTimeout
+	if timeout == 0 {
+		timeout = hubStartTimeout
+	}
 	args := append([]string{"serve", "--data-dir", cfg.DataDir, "--zone", cfg.Zone,
 		"--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
 		"--log-level", "info", "--log-format", "json"}, cfg.Args...)
@@ -63,14 +72,18 @@ func StartHub(t *testing.T, cfg HubConfig) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dieWithParent(cmd)
-	h := &Hub{Zone: cfg.Zone, DataDir: cfg.DataDir, cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	DieWithParent(cmd)
+	h := &Hub{Zone: cfg.Zone, DataDir: cfg.DataDir, cmd: cmd, logs: &SyncBuffer{}, done: make(chan error, 1)}
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("acmetest: start acmehub: %v", err)
 	}
-	addrs := make(chan [2]string, 1)
-	go h.scanLog(stderr, addrs)
-	go func() { h.done <- cmd.Wait() }()
+	up := make(chan hubUp, 1)
+	go func() {
+		// Wait only after the whole log is read: it closes the pipe.
+		h.scanLog(stderr, up)
+		h.done <- cmd.Wait()
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		if err := <-h.done; t.Failed() {
@@ -79,13 +92,13 @@ func StartHub(t *testing.T, cfg HubConfig) *Hub {
 		h.done <- nil
 	})
 	select {
-	case a := <-addrs:
-		h.DNSAddr, h.APIURL = a[0], "http://"+a[1]
+	case u := <-up:
+		h.DNSAddr, h.APIURL, h.Startup = u.dns, "http://"+u.api, u.at.Sub(started)
 	case err := <-h.done:
 		h.done <- err
 		t.Fatalf("acmetest: acmehub exited early: %v\n%s", err, h.logs)
-	case <-time.After(hubStartTimeout):
-		t.Fatalf("acmetest: acmehub did not start within %v:\n%s", hubStartTimeout, h.logs)
+	case <-time.After(timeout):
+		t.Fatalf("acmetest: acmehub did not start within %v:\n%s", timeout, h.logs)
 	}
 	if h.DNSAddr == "" {
 		t.Fatalf("acmetest: acmehub did not log a udp DNS address:\n%s", h.logs)
@@ -98,12 +111,20 @@ func StartHub(t *testing.T, cfg HubConfig) *Hub {
 	return h
 }
 
+// hubUp is what scanLog reports once "api listening" is logged.
+type hubUp struct {
+	dns, api string    // the DNS (UDP) and API host:port
+	at       time.Time // when the line was read
+}
+
 // scanLog copies the hub's JSON log lines into h.logs and reports the DNS
 // (UDP) and API addresses once "api listening" is logged.
-func (h *Hub) scanLog(r io.Reader, addrs chan<- [2]string) {
+func (h *Hub) scanLog(r io.Reader, up chan<- hubUp) {
 	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var dnsAddr string
 	for sc.Scan() {
+		at := time.Now()
 		line := sc.Text()
 		_, _ = h.logs.Write([]byte(line + "\n"))
 		var rec struct {
@@ -123,7 +144,7 @@ func (h *Hub) scanLog(r io.Reader, addrs chan<- [2]string) {
 			}
 		case "api listening":
 			select {
-			case addrs <- [2]string{dnsAddr, rec.Addr}:
+			case up <- hubUp{dns: dnsAddr, api: rec.Addr, at: at}:
 			default:
 			}
 		}
@@ -133,6 +154,21 @@ func (h *Hub) scanLog(r io.Reader, addrs chan<- [2]string) {
 
 // Logs returns the hub's log so far.
 func (h *Hub) Logs() string { return h.logs.String() }
+
+// PID is the hub's process id, for reading /proc/<pid>.
+func (h *Hub) PID() int { return h.cmd.Process.Pid }
+
+// Exited reports, without waiting, whether the hub has exited, and if so
+// what Wait returned.
+func (h *Hub) Exited() (bool, error) {
+	select {
+	case err := <-h.done:
+		h.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
 
 // Stop sends SIGTERM and fails the test unless the hub exits cleanly
 // within 15 s.

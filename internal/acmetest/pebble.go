@@ -30,7 +30,7 @@ const pebbleStartTimeout = 20 * time.Second
 type Pebble struct {
 	listen, management string // host:port of the ACME and management listeners
 	client             *http.Client
-	logs               *syncBuffer
+	logs               *SyncBuffer
 }
 
 // StartPebble builds Pebble once per test process, starts it with its own
@@ -68,7 +68,7 @@ func StartPebble(t *testing.T, resolverAddr string) *Pebble {
 	// makes sure it is our Pebble that answers.
 	var lastErr error
 	for range 5 {
-		p := &Pebble{client: client, logs: &syncBuffer{}}
+		p := &Pebble{client: client, logs: &SyncBuffer{}}
 		p.listen, p.management, err = twoFreePorts()
 		if err != nil {
 			t.Fatalf("acmetest: pebble: %v", err)
@@ -99,7 +99,7 @@ func (p *Pebble) start(t *testing.T, bin, cfg, resolverAddr string) error {
 		"PEBBLE_AUTHZREUSE=0",
 	}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	dieWithParent(cmd)
+	DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}

@@ -5,8 +5,9 @@ import (
 	"syscall"
 )
 
-// dieWithParent makes the kernel kill cmd if the test process dies without
-// running its cleanups (a -timeout panic, a SIGKILL).
-func dieWithParent(cmd *exec.Cmd) {
+// DieWithParent makes the kernel kill cmd if the test process dies without
+// running its cleanups (a -timeout panic, a SIGKILL). Call it before
+// cmd.Start; it replaces cmd.SysProcAttr.
+func DieWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

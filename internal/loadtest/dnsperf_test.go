@@ -74,9 +74,9 @@ func TestLoadDNSPerfVsKnot(t *testing.T) {
 	populate(t, dataDir, perfNames)
 	t.Logf("populated %d names in %v", perfNames, time.Since(t0).Round(time.Millisecond))
 	h := startHub(t, dataDir)
-	t.Logf("acmehub up in %v, dns %s (pid %d)", h.startup.Round(time.Millisecond), h.dnsAddr, h.pid())
+	t.Logf("acmehub up in %v, dns %s (pid %d)", h.Startup.Round(time.Millisecond), h.DNSAddr, h.PID())
 
-	zoneText, err := zoneFile(h.dnsAddr, perfNames)
+	zoneText, err := zoneFile(h.DNSAddr, perfNames)
 	if err != nil {
 		t.Fatalf("read the apex from acmehub: %v", err)
 	}
@@ -84,7 +84,7 @@ func TestLoadDNSPerfVsKnot(t *testing.T) {
 	version, _ := exec.Command(tools["knotd"], "-V").Output()
 	t.Logf("%s up, dns %s (pid %d)", strings.TrimSpace(string(version)), k.addr, k.pid())
 
-	checkSameAnswers(t, h.dnsAddr, k.addr)
+	checkSameAnswers(t, h.DNSAddr, k.addr)
 
 	queries := filepath.Join(t.TempDir(), "queries.txt")
 	if err := writeQueryFile(queries); err != nil {
@@ -104,7 +104,7 @@ func TestLoadDNSPerfVsKnot(t *testing.T) {
 	targets := []struct {
 		name, addr string
 		pid        int
-	}{{"acmehub", h.dnsAddr, h.pid()}, {"knot", k.addr, k.pid()}}
+	}{{"acmehub", h.DNSAddr, h.PID()}, {"knot", k.addr, k.pid()}}
 	for n := 1; n <= 2; n++ {
 		for _, s := range targets {
 			la := loadAvg()
@@ -134,12 +134,13 @@ func TestLoadDNSPerfVsKnot(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []*proc{h.proc, k.proc} {
-		select {
-		case <-p.exited:
-			t.Errorf("%s exited during the load test (%v):\n%s", p.name, p.waitErr, p.logs)
-		default:
-		}
+	if exited, err := h.Exited(); exited {
+		t.Errorf("acmehub exited during the load test (%v):\n%s", err, h.Logs())
+	}
+	select {
+	case <-k.exited:
+		t.Errorf("%s exited during the load test (%v):\n%s", k.name, k.waitErr, k.logs)
+	default:
 	}
 
 	// Queries answered per CPU-second of the server: less sensitive than
@@ -281,7 +282,7 @@ func startKnot(t *testing.T, knotd, knotc, zoneText string) *knot {
 		}
 		cmd := exec.Command(knotd, "-c", conf)
 		cmd.Dir = dir
-		p := startProc(t, "knotd", cmd, nil)
+		p := startProc(t, "knotd", cmd)
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if lastErr = waitSOA(p, addr); lastErr == nil {
 			return &knot{proc: p, addr: addr}

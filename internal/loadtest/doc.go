@@ -4,8 +4,9 @@
 // RSS of a hub holding 100,000 names against an empty one
 // (TestLoadStartupAndRSS100k).
 //
-// The tests build cmd/acmehub, start every server on free 127.0.0.1 ports
-// in temporary directories and stop every process they start. They run only
+// The tests build cmd/acmehub and run it through the internal/acmetest
+// harness, start every server on free 127.0.0.1 ports in temporary
+// directories and stop every process they start. They run only
 // with ACMEHUB_BENCH=1 and skip otherwise; a missing dnsperf or knotd makes
 // them skip too, or fail with ACMEHUB_TEST_REQUIRE_ALL=1. Speed targets
 // (acmehub at least half of Knot's queries per second, start-up within 1 s

@@ -1,15 +1,12 @@
 package loadtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,27 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acmehub/acmehub/internal/acmetest"
 	"github.com/acmehub/acmehub/store"
 )
 
 // origin is the hub zone every load test serves.
 const origin = "acme.test."
 
-// binDir holds the acmehub binary built for this test run; TestMain removes it.
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(acmetest.RunTests(m)) }
 
 // requireBench skips unless ACMEHUB_BENCH=1, and looks up the external
 // tools the test needs: missing ones skip it, or fail it when
@@ -76,84 +60,27 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// acmehubBinary builds cmd/acmehub once per test run, as `make build` does.
-func acmehubBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		// Shared by every test of the run, so not t.TempDir; TestMain removes it.
-		binDir, buildErr = os.MkdirTemp("", "acmehub-loadtest-bin") //nolint:usetesting // outlives each test
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "acmehub")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "github.com/acmehub/acmehub/cmd/acmehub")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("%w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build acmehub: %v", buildErr)
-	}
-	return binPath
-}
-
-// syncBuffer collects a process's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a started server process. Its stderr is read line by line (each
-// line handed to onLine) until the process exits.
+// proc is a started server process other than the hub (knotd), with its
+// stdout and stderr collected in logs.
 type proc struct {
 	name    string
 	cmd     *exec.Cmd
-	started time.Time
-	logs    *syncBuffer
+	logs    *acmetest.SyncBuffer
 	exited  chan struct{} // closed once Wait returned
 	waitErr error
 }
 
 // startProc starts cmd and registers a cleanup that stops it by PID.
-func startProc(t *testing.T, name string, cmd *exec.Cmd, onLine func(line string, at time.Time)) *proc {
+func startProc(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: cmd, logs: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout = p.logs
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dieWithParent(cmd)
-	p.started = time.Now()
+	p := &proc{name: name, cmd: cmd, logs: &acmetest.SyncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	acmetest.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	t.Cleanup(func() { p.stop(t) })
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			at := time.Now()
-			line := sc.Text()
-			_, _ = p.logs.Write([]byte(line + "\n"))
-			if onLine != nil {
-				onLine(line, at)
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()
@@ -181,63 +108,13 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-// hub is a running `acmehub serve`.
-type hub struct {
-	*proc
-	dnsAddr string        // UDP and TCP
-	apiAddr string        // host:port
-	startup time.Duration // exec to the "api listening" line
-}
-
-// startHub runs `acmehub serve` on dataDir with free loopback ports and
-// waits until it logs "api listening".
-func startHub(t *testing.T, dataDir string) *hub {
+// startHub runs `acmehub serve` (built once per run by acmetest, as `make
+// build` does) on dataDir with free loopback ports and waits up to 2
+// minutes until it logs "api listening"; h.Startup is the time from exec
+// to that line.
+func startHub(t *testing.T, dataDir string) *acmetest.Hub {
 	t.Helper()
-	cmd := exec.Command(acmehubBinary(t), "serve",
-		"--data-dir", dataDir, "--zone", origin,
-		"--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir}
-	type ready struct {
-		dns, api string
-		at       time.Time
-	}
-	up := make(chan ready, 1)
-	var dnsAddr string
-	p := startProc(t, "acmehub", cmd, func(line string, at time.Time) {
-		var rec struct {
-			Msg   string   `json:"msg"`
-			Addr  string   `json:"addr"`
-			Addrs []string `json:"addrs"`
-		}
-		if json.Unmarshal([]byte(line), &rec) != nil {
-			return
-		}
-		switch rec.Msg {
-		case "dns server listening":
-			for _, a := range rec.Addrs {
-				if udp, ok := strings.CutPrefix(a, "udp/"); ok && dnsAddr == "" {
-					dnsAddr = udp
-				}
-			}
-		case "api listening":
-			select {
-			case up <- ready{dns: dnsAddr, api: rec.Addr, at: at}:
-			default:
-			}
-		}
-	})
-	select {
-	case r := <-up:
-		if r.dns == "" {
-			t.Fatalf("acmehub logged no UDP DNS address before \"api listening\":\n%s", p.logs)
-		}
-		return &hub{proc: p, dnsAddr: r.dns, apiAddr: r.api, startup: r.at.Sub(p.started)}
-	case <-p.exited:
-		t.Fatalf("acmehub exited before it was up (%v):\n%s", p.waitErr, p.logs)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("acmehub not up after 2 minutes:\n%s", p.logs)
-	}
-	return nil
+	return acmetest.StartHub(t, acmetest.HubConfig{Zone: origin, DataDir: dataDir, StartTimeout: 2 * time.Minute})
 }
 
 // freePort returns a port that was free for both UDP and TCP on 127.0.0.1

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmehub/acmehub/internal/acmetest"
 )
 
 const (
@@ -46,7 +48,7 @@ type startSample struct {
 // with 100k names is reported, not asserted.
 func TestLoadStartupAndRSS100k(t *testing.T) {
 	requireBench(t)
-	acmehubBinary(t) // build before timing anything
+	acmetest.Binary(t) // build before timing anything
 
 	cases := []struct {
 		name  string
@@ -116,33 +118,30 @@ func measureStart(t *testing.T, dir string, names int) startSample {
 	t.Helper()
 	h := startHub(t, dir)
 	var s startSample
-	s.startup = h.startup
+	s.startup = h.Startup
 	var err error
-	if s.cpu, err = cpuTime(h.pid()); err != nil {
+	if s.cpu, err = cpuTime(h.PID()); err != nil {
 		t.Fatal(err)
 	}
-	st, err := procStatus(h.pid())
+	st, err := procStatus(h.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.rssUp, s.hwmUp = st["VmRSS"], st["VmHWM"]
 
 	t0 := time.Now()
-	if err := queryBurst(h.dnsAddr, names); err != nil {
-		t.Fatalf("query burst: %v\nlogs:\n%s", err, h.logs)
+	if err := queryBurst(h.DNSAddr, names); err != nil {
+		t.Fatalf("query burst: %v\nlogs:\n%s", err, h.Logs())
 	}
 	s.burstTime = time.Since(t0)
-	if st, err = procStatus(h.pid()); err != nil {
+	if st, err = procStatus(h.PID()); err != nil {
 		t.Fatal(err)
 	}
 	s.rssBurst, s.hwmBurst = st["VmRSS"], st["VmHWM"]
 
 	t0 = time.Now()
-	h.stop(t)
+	h.Stop(t) // fails the test unless acmehub exits cleanly
 	s.stop = time.Since(t0)
-	if h.waitErr != nil {
-		t.Errorf("acmehub exited with %v after SIGTERM:\n%s", h.waitErr, h.logs)
-	}
 	return s
 }
 
