@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -21,19 +22,29 @@ import (
 // Service is what the API needs from the hub. Implementations are safe for
 // concurrent use and honour ctx. Errors wrap the hub.Err* kinds.
 type Service interface {
-	// Authenticate checks client credentials; a failure wraps
-	// hub.ErrUnauthenticated whatever the reason.
-	Authenticate(ctx context.Context, cred secret.Token) (hub.Principal, error)
-	SetValue(ctx context.Context, req hub.SetRequest) (hub.Record, error)
+	// Authenticate checks client credentials arriving from source; a
+	// failure wraps hub.ErrUnauthenticated whatever the reason, or
+	// hub.ErrRateLimited after too many failures.
+	Authenticate(ctx context.Context, cred secret.Token, source netip.Addr) (hub.Grant, error)
+
+	// Present, Cleanup, CleanupByID and Status are the challenge API: the
+	// grant's scope, then the managed challenge configs, decide.
+	Present(ctx context.Context, g hub.Grant, req hub.PresentRequest) (hub.Challenge, error)
+	Cleanup(ctx context.Context, g hub.Grant, identifier, value string, source netip.Addr) (removed int, err error)
+	CleanupByID(ctx context.Context, g hub.Grant, id string, source netip.Addr) (removed int, err error)
+	Status(ctx context.Context, g hub.Grant, id string) (hub.Challenge, error)
+
+	// The record operations write hub-zone names directly (admins only).
+	SetValue(ctx context.Context, g hub.Grant, req hub.SetRequest) (hub.Record, error)
 	// RemoveValue removes one value; removing an absent one is not an error.
-	RemoveValue(ctx context.Context, name, value string, by hub.Principal) (removed int, err error)
+	RemoveValue(ctx context.Context, g hub.Grant, name, value string) (removed int, err error)
 	// RemoveName removes every value at name.
-	RemoveName(ctx context.Context, name string, by hub.Principal) (removed int, err error)
+	RemoveName(ctx context.Context, g hub.Grant, name string) (removed int, err error)
 	// Values lists the live values at name (empty, not an error, when none).
-	Values(ctx context.Context, name string) ([]hub.Record, error)
+	Values(ctx context.Context, g hub.Grant, name string) ([]hub.Record, error)
 	// AllValues pages through every live value, ordered by name then value,
 	// starting after the given name.
-	AllValues(ctx context.Context, afterName string, limit int) ([]hub.Record, error)
+	AllValues(ctx context.Context, g hub.Grant, afterName string, limit int) ([]hub.Record, error)
 	// Ready reports whether the database answers.
 	Ready(ctx context.Context) error
 }
@@ -44,7 +55,9 @@ type Config struct {
 	MaxBody int64
 	// Metrics serves /metrics when not nil.
 	Metrics http.Handler
-	Logger  *slog.Logger
+	// Proxy says whose forwarded-for header to believe; zero: nobody's.
+	Proxy  ProxyTrust
+	Logger *slog.Logger
 }
 
 // API is the HTTP handler tree.
@@ -94,6 +107,10 @@ func (a *API) routes() {
 
 	v1 := r.PathPrefix("/api/v1").Subrouter()
 	v1.Use(a.authenticate)
+	v1.HandleFunc("/challenges", a.present).Methods(http.MethodPost)
+	v1.HandleFunc("/challenges/cleanup", a.cleanup).Methods(http.MethodPost)
+	v1.HandleFunc("/challenges/{id}", a.status).Methods(http.MethodGet)
+	v1.HandleFunc("/challenges/{id}", a.cleanupByID).Methods(http.MethodDelete)
 	v1.HandleFunc("/records", a.listRecords).Methods(http.MethodGet)
 	v1.HandleFunc("/records/{name}", a.getRecord).Methods(http.MethodGet)
 	v1.HandleFunc("/records/{name}", a.addValue).Methods(http.MethodPost)

@@ -24,6 +24,7 @@ const testZone = "acme.example.net."
 
 type fixture struct {
 	srv    *httptest.Server
+	kr     *secret.Keyring
 	db     *store.DB
 	token  secret.Token
 	dbPath string
@@ -51,7 +52,14 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateToken(t.Context(), store.Token{ClientID: tok.ClientID, SecretHash: kr.HashSecret(tok.Secret), Name: "admin", Role: "admin"}); err != nil {
+	admin, err := db.CreatePrincipal(t.Context(), store.Principal{Kind: store.PrincipalUser, Name: "admin", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AddRoleAssignment(t.Context(), store.RoleAssignment{PrincipalID: admin.ID, Role: store.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateToken(t.Context(), store.Token{ClientID: tok.ClientID, PrincipalID: admin.ID, SecretHash: kr.HashSecret(tok.Secret), Title: "admin"}); err != nil {
 		t.Fatal(err)
 	}
 	svc := hub.New(db, kr, hub.Config{Zone: testZone, DefaultTTL: time.Minute, DefaultLifetime: time.Hour, MaxValueLifetime: 24 * time.Hour})
@@ -62,7 +70,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, db: db, token: tok, dbPath: dbPath, logs: logs}
+	return &fixture{srv: srv, kr: kr, db: db, token: tok, dbPath: dbPath, logs: logs}
 }
 
 type response struct {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -16,21 +17,37 @@ import (
 // the fuzzer exercises only decoding and validation in this package.
 type acceptAll struct{}
 
-func (acceptAll) Authenticate(context.Context, secret.Token) (hub.Principal, error) {
-	return hub.Principal{TokenID: "fuzz"}, nil
+func (acceptAll) Authenticate(context.Context, secret.Token, netip.Addr) (hub.Grant, error) {
+	return hub.Grant{Principal: hub.Principal{TokenID: "fuzz"}}, nil
 }
 
-func (acceptAll) SetValue(_ context.Context, r hub.SetRequest) (hub.Record, error) {
+func (acceptAll) Present(_ context.Context, _ hub.Grant, r hub.PresentRequest) (hub.Challenge, error) {
+	return hub.Challenge{Domain: r.Identifier, Value: r.Value}, nil
+}
+
+func (acceptAll) Cleanup(context.Context, hub.Grant, string, string, netip.Addr) (int, error) {
+	return 0, nil
+}
+
+func (acceptAll) CleanupByID(context.Context, hub.Grant, string, netip.Addr) (int, error) {
+	return 0, nil
+}
+
+func (acceptAll) Status(context.Context, hub.Grant, string) (hub.Challenge, error) {
+	return hub.Challenge{}, nil
+}
+
+func (acceptAll) SetValue(_ context.Context, _ hub.Grant, r hub.SetRequest) (hub.Record, error) {
 	return hub.Record{Name: r.Name, Value: r.Value}, nil
 }
 
-func (acceptAll) RemoveValue(context.Context, string, string, hub.Principal) (int, error) {
-	return 0, nil
+func (acceptAll) RemoveValue(context.Context, hub.Grant, string, string) (int, error) { return 0, nil }
+func (acceptAll) RemoveName(context.Context, hub.Grant, string) (int, error)          { return 0, nil }
+func (acceptAll) Values(context.Context, hub.Grant, string) ([]hub.Record, error)     { return nil, nil }
+func (acceptAll) AllValues(context.Context, hub.Grant, string, int) ([]hub.Record, error) {
+	return nil, nil
 }
-func (acceptAll) RemoveName(context.Context, string, hub.Principal) (int, error) { return 0, nil }
-func (acceptAll) Values(context.Context, string) ([]hub.Record, error)           { return nil, nil }
-func (acceptAll) AllValues(context.Context, string, int) ([]hub.Record, error)   { return nil, nil }
-func (acceptAll) Ready(context.Context) error                                    { return nil }
+func (acceptAll) Ready(context.Context) error { return nil }
 
 // FuzzDecodeSetRequest: any body gets a 201 or a 4xx problem document,
 // never a 5xx or a panic.

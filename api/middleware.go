@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"time"
 
@@ -17,7 +18,7 @@ type ctxKey int
 
 const (
 	keyRequestInfo ctxKey = iota
-	keyPrincipal
+	keyGrant
 )
 
 // requestInfo is filled in as the request passes the middleware, so the
@@ -25,6 +26,7 @@ const (
 type requestInfo struct {
 	id      string
 	tokenID string
+	source  netip.Addr
 }
 
 func info(ctx context.Context) *requestInfo {
@@ -37,9 +39,9 @@ func info(ctx context.Context) *requestInfo {
 
 func requestID(ctx context.Context) string { return info(ctx).id }
 
-func principal(ctx context.Context) hub.Principal {
-	p, _ := ctx.Value(keyPrincipal).(hub.Principal)
-	return p
+func grant(ctx context.Context) hub.Grant {
+	g, _ := ctx.Value(keyGrant).(hub.Grant)
+	return g
 }
 
 // recoverPanics turns a handler panic into a 500 and one log line.
@@ -89,7 +91,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		}
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		ri := &requestInfo{id: hex.EncodeToString(b[:])}
+		ri := &requestInfo{id: hex.EncodeToString(b[:]), source: a.cfg.Proxy.clientAddr(r)}
 		r = r.WithContext(context.WithValue(r.Context(), keyRequestInfo, ri))
 		w.Header().Set("X-Request-ID", ri.id)
 		sw := &statusWriter{ResponseWriter: w}
@@ -97,7 +99,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		a.log.InfoContext(r.Context(), "http request",
 			"req_id", ri.id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
-			"bytes", sw.bytes, "remote", r.RemoteAddr, "token_id", ri.tokenID,
+			"bytes", sw.bytes, "remote", ri.source.String(), "token_id", ri.tokenID,
 			"duration", time.Since(start).Seconds())
 	})
 }
@@ -124,16 +126,16 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			a.writeError(w, r, hub.ErrUnauthenticated)
 			return
 		}
-		p, err := a.svc.Authenticate(r.Context(), cred)
+		g, err := a.svc.Authenticate(r.Context(), cred, info(r.Context()).source)
 		if err != nil {
-			if !errors.Is(err, hub.ErrUnauthenticated) {
+			if !errors.Is(err, hub.ErrUnauthenticated) && !errors.Is(err, hub.ErrRateLimited) {
 				a.log.ErrorContext(r.Context(), "authentication failed", "req_id", requestID(r.Context()), "err", err)
 				err = hub.ErrUnauthenticated
 			}
 			a.writeError(w, r, err)
 			return
 		}
-		info(r.Context()).tokenID = p.TokenID
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPrincipal, p)))
+		info(r.Context()).tokenID = g.Principal.TokenID
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyGrant, g)))
 	})
 }

@@ -30,6 +30,8 @@ const (
 	codeNotReady        = "not_ready"
 	codeInternal        = "internal"
 	codeMethod          = "method_not_allowed"
+	codeRateLimited     = "rate_limited"
+	codeUnsupported     = "not_implemented"
 )
 
 func writeProblem(w http.ResponseWriter, status int, code, detail string) {
@@ -58,7 +60,14 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, hub.ErrUnauthenticated):
 		writeProblem(w, http.StatusUnauthorized, codeUnauthenticated, "valid client credentials are required")
 	case errors.Is(err, hub.ErrForbidden):
-		writeProblem(w, http.StatusForbidden, codeForbidden, "this token may not do that")
+		// One body whatever the reason, so a caller cannot tell a domain
+		// outside its scope from one no config matches.
+		writeProblem(w, http.StatusForbidden, codeForbidden, "no managed challenge allows this within the token's scope")
+	case errors.Is(err, hub.ErrRateLimited):
+		w.Header().Set("Retry-After", "60")
+		writeProblem(w, http.StatusTooManyRequests, codeRateLimited, "too many failed authentications; try again later")
+	case errors.Is(err, hub.ErrUnsupported):
+		writeProblem(w, http.StatusNotImplemented, codeUnsupported, err.Error())
 	default:
 		a.log.ErrorContext(r.Context(), "request failed", "req_id", requestID(r.Context()), "err", err)
 		writeProblem(w, http.StatusInternalServerError, codeInternal, "internal error; see the server log for request "+requestID(r.Context()))

@@ -52,7 +52,7 @@ func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	recs, err := a.svc.AllValues(r.Context(), r.URL.Query().Get("after"), limit)
+	recs, err := a.svc.AllValues(r.Context(), grant(r.Context()), r.URL.Query().Get("after"), limit)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -61,7 +61,7 @@ func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getRecord(w http.ResponseWriter, r *http.Request) {
-	recs, err := a.svc.Values(r.Context(), mux.Vars(r)["name"])
+	recs, err := a.svc.Values(r.Context(), grant(r.Context()), mux.Vars(r)["name"])
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -78,12 +78,11 @@ func (a *API) addValue(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, codeBadRequest, "ttl and lifetime must not be negative")
 		return
 	}
-	rec, err := a.svc.SetValue(r.Context(), hub.SetRequest{
+	rec, err := a.svc.SetValue(r.Context(), grant(r.Context()), hub.SetRequest{
 		Name:     mux.Vars(r)["name"],
 		Value:    body.Value,
 		TTL:      time.Duration(body.TTL) * time.Second,
 		Lifetime: time.Duration(body.Lifetime) * time.Second,
-		By:       principal(r.Context()),
 	})
 	if err != nil {
 		a.writeError(w, r, err)
@@ -99,9 +98,9 @@ func (a *API) removeValues(w http.ResponseWriter, r *http.Request) {
 	var n int
 	var err error
 	if q := r.URL.Query(); q.Has("value") {
-		n, err = a.svc.RemoveValue(r.Context(), name, q.Get("value"), principal(r.Context()))
+		n, err = a.svc.RemoveValue(r.Context(), grant(r.Context()), name, q.Get("value"))
 	} else {
-		n, err = a.svc.RemoveName(r.Context(), name, principal(r.Context()))
+		n, err = a.svc.RemoveName(r.Context(), grant(r.Context()), name)
 	}
 	if err != nil {
 		a.writeError(w, r, err)

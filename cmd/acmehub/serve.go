@@ -140,6 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		DefaultTTL:       cfg.TXTTTL,
 		DefaultLifetime:  cfg.ValueLifetime,
 		MaxValueLifetime: cfg.MaxValueLifetime,
+		Logger:           logger,
 	})
 	handler, err := api.New(svc, api.Config{MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger})
 	if err != nil {

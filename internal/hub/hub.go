@@ -1,8 +1,7 @@
 // Package hub is the service every protocol adapter calls: it authenticates
-// tokens, validates requests and writes challenge values to the store.
-//
-// The access model (principals, roles, managed challenge configs) builds on
-// this; for now the only principal is the bootstrap admin.
+// tokens into grants, applies the scope (roles and their domain
+// restrictions) before choosing the managed challenge config with package
+// rules, and publishes challenge values through delegations in the store.
 package hub
 
 import (
@@ -17,13 +16,16 @@ var (
 	ErrLimit           = errors.New("limit reached")
 	ErrUnauthenticated = errors.New("unauthenticated")
 	ErrForbidden       = errors.New("forbidden")
+	// ErrUnsupported: the request is valid but needs something this hub
+	// does not do yet (an upstream provider).
+	ErrUnsupported = errors.New("not supported")
 )
 
 // Principal is who a request acts for.
 type Principal struct {
-	TokenID string // the token's client id; never the secret
+	ID      int64
 	Name    string
-	Role    string
+	TokenID string // the token's client id; never the secret
 }
 
 // Record is one live challenge value.
@@ -43,5 +45,4 @@ type SetRequest struct {
 	Value    string
 	TTL      time.Duration
 	Lifetime time.Duration
-	By       Principal
 }

@@ -4,20 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/secret"
 	"github.com/acmehub/acmehub/internal/zone"
+	"github.com/acmehub/acmehub/rules"
 	"github.com/acmehub/acmehub/store"
 )
 
 // Config holds the service's settings.
 type Config struct {
 	Zone             string        // the hub zone, lower-case fqdn
-	DefaultTTL       time.Duration // TXT TTL when a request names none
-	DefaultLifetime  time.Duration // value lifetime when a request names none
+	DefaultTTL       time.Duration // TXT TTL when neither request nor config names one
+	DefaultLifetime  time.Duration // value lifetime when neither request nor config names one
 	MaxValueLifetime time.Duration // longest lifetime a request may ask for
+	// MaxValuesPerPrincipal caps the live values one principal holds;
+	// 0 means no cap.
+	MaxValuesPerPrincipal int
+	// Failures limits failed authentications per source network and per
+	// client id; the zero value means the defaults (10, then one per 6 s).
+	Failures ratelimit.Config
+	Logger   *slog.Logger
 }
 
 // Store is what the service needs of the store; *store.DB implements it.
@@ -29,6 +41,15 @@ type Store interface {
 	ListAll(ctx context.Context, afterName string, limit int) ([]store.Record, error)
 	TokenByClientID(ctx context.Context, clientID string) (store.Token, error)
 	TouchToken(ctx context.Context, clientID string, at time.Time) error
+	Principal(ctx context.Context, id int64) (store.Principal, error)
+	RoleAssignments(ctx context.Context, principalID int64) ([]store.RoleAssignment, error)
+	ListConfigs(ctx context.Context) ([]store.ChallengeConfig, error)
+	Generation(ctx context.Context, name string) (int64, error)
+	CreateDelegation(ctx context.Context, d store.Delegation) (store.Delegation, bool, error)
+	DelegationByDomain(ctx context.Context, domain string) (store.Delegation, error)
+	DelegationByName(ctx context.Context, nameOrLabel string) (store.Delegation, error)
+	TouchDelegation(ctx context.Context, id int64, at time.Time) error
+	AppendAudit(ctx context.Context, ev store.AuditEvent) error
 	Serial(ctx context.Context) (int64, error)
 }
 
@@ -36,138 +57,73 @@ var _ Store = (*store.DB)(nil)
 
 // Service is the hub's one entry point for every protocol adapter.
 type Service struct {
-	db  Store
-	kr  *secret.Keyring
-	cfg Config
-	now func() time.Time
+	db       Store
+	kr       *secret.Keyring
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	failures *ratelimit.Limiter
+
+	mu      sync.Mutex
+	configs *configCache
+}
+
+// configCache is the managed challenge configs at one generation, with
+// the rule set that chooses among them.
+type configCache struct {
+	gen  int64
+	set  *rules.Set
+	byID map[string]store.ChallengeConfig
 }
 
 // New returns a service over db, verifying tokens with kr.
 func New(db Store, kr *secret.Keyring, cfg Config) *Service {
-	return &Service{db: db, kr: kr, cfg: cfg, now: time.Now}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Failures == (ratelimit.Config{}) {
+		cfg.Failures = failureLimits
+	}
+	return &Service{db: db, kr: kr, cfg: cfg, log: cfg.Logger, now: time.Now, failures: ratelimit.New(cfg.Failures)}
 }
 
-// Authenticate checks client credentials. Unknown client ids are verified
-// against a dummy hash so that they cost the same as wrong secrets, and every
-// failure is the same ErrUnauthenticated.
-func (s *Service) Authenticate(ctx context.Context, cred secret.Token) (Principal, error) {
-	tok, err := s.db.TokenByClientID(ctx, cred.ClientID)
-	var hash []byte
-	switch {
-	case err == nil:
-		hash = tok.SecretHash
-	case errors.Is(err, store.ErrNotFound):
-	default:
-		return Principal{}, fmt.Errorf("look up token: %w", err)
-	}
-	ok := s.kr.VerifySecret(cred.Secret, hash)
-	now := s.now()
-	switch {
-	case !ok || hash == nil:
-		return Principal{}, ErrUnauthenticated
-	case !tok.RevokedAt.IsZero():
-		return Principal{}, ErrUnauthenticated
-	case !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt):
-		return Principal{}, ErrUnauthenticated
-	}
-	_ = s.db.TouchToken(ctx, tok.ClientID, now) // best effort: last-used is informational
-	return Principal{TokenID: tok.ClientID, Name: tok.Name, Role: tok.Role}, nil
-}
-
-// SetValue publishes a value (or refreshes an existing one) and returns it
-// once it is durable and served by this process's DNS view.
-func (s *Service) SetValue(ctx context.Context, req SetRequest) (Record, error) {
-	name, err := s.name(req.Name)
+// currentConfigs returns the configs, reloading them when their generation
+// moved (an admin CLI or another process may have changed them).
+func (s *Service) currentConfigs(ctx context.Context) (*configCache, error) {
+	gen, err := s.db.Generation(ctx, store.GenConfigs)
 	if err != nil {
-		return Record{}, err
+		return nil, fmt.Errorf("configs generation: %w", err)
 	}
-	if err := zone.ValidateValue(req.Value); err != nil {
-		return Record{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	s.mu.Lock()
+	c := s.configs
+	s.mu.Unlock()
+	if c != nil && c.gen == gen {
+		return c, nil
 	}
-	ttl, lifetime := req.TTL, req.Lifetime
-	if ttl == 0 {
-		ttl = s.cfg.DefaultTTL
-	}
-	if lifetime == 0 {
-		lifetime = s.cfg.DefaultLifetime
-	}
-	ttlSeconds := int64(ttl / time.Second)
-	if ttl%time.Second != 0 || ttlSeconds < 0 || ttlSeconds > math.MaxInt32 {
-		return Record{}, fmt.Errorf("%w: ttl must be whole seconds up to 2^31-1", ErrInvalid)
-	}
-	if lifetime > s.cfg.MaxValueLifetime {
-		return Record{}, fmt.Errorf("%w: lifetime %s is longer than the maximum %s", ErrInvalid, lifetime, s.cfg.MaxValueLifetime)
-	}
-	now := s.now()
-	rec := Record{
-		Name: name, Value: req.Value, TTL: uint32(ttlSeconds),
-		CreatedAt: now, ExpiresAt: now.Add(lifetime), CreatedBy: req.By.TokenID,
-	}
-	_, err = s.db.AddValue(ctx, store.AddRequest{
-		Name: rec.Name, Value: rec.Value, TTL: rec.TTL, ExpiresAt: rec.ExpiresAt, CreatedBy: rec.CreatedBy,
-	})
+	list, err := s.db.ListConfigs(ctx)
 	if err != nil {
-		return Record{}, storeError("add value", err)
+		return nil, fmt.Errorf("load configs: %w", err)
 	}
-	return rec, nil
-}
-
-// RemoveValue removes one value at a name; absent values are no error.
-func (s *Service) RemoveValue(ctx context.Context, name, value string, _ Principal) (int, error) {
-	n, err := s.name(name)
-	if err != nil {
-		return 0, err
-	}
-	_, removed, err := s.db.RemoveValue(ctx, n, value)
-	if err != nil {
-		return 0, storeError("remove value", err)
-	}
-	if removed {
-		return 1, nil
-	}
-	return 0, nil
-}
-
-// RemoveName removes every value at a name.
-func (s *Service) RemoveName(ctx context.Context, name string, _ Principal) (int, error) {
-	n, err := s.name(name)
-	if err != nil {
-		return 0, err
-	}
-	_, removed, err := s.db.RemoveAllValues(ctx, n)
-	if err != nil {
-		return 0, storeError("remove values", err)
-	}
-	return removed, nil
-}
-
-// Values lists the live values at a name.
-func (s *Service) Values(ctx context.Context, name string) ([]Record, error) {
-	n, err := s.name(name)
-	if err != nil {
-		return nil, err
-	}
-	recs, err := s.db.ListValues(ctx, n)
-	if err != nil {
-		return nil, storeError("list values", err)
-	}
-	return records(recs), nil
-}
-
-// AllValues pages through every live value.
-func (s *Service) AllValues(ctx context.Context, afterName string, limit int) ([]Record, error) {
-	if afterName != "" {
-		n, err := s.name(afterName)
+	c = &configCache{gen: gen, byID: make(map[string]store.ChallengeConfig, len(list))}
+	cands := make([]rules.Candidate, 0, len(list))
+	for _, cfg := range list {
+		r, err := rules.Parse(cfg.Rule)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("config %q: %w", cfg.Name, err)
 		}
-		afterName = n
+		id := strconv.FormatInt(cfg.ID, 10)
+		cands = append(cands, rules.Candidate{ID: id, Rule: r})
+		c.byID[id] = cfg
 	}
-	recs, err := s.db.ListAll(ctx, afterName, limit)
-	if err != nil {
-		return nil, storeError("list values", err)
+	if c.set, err = rules.NewSet(cands); err != nil {
+		return nil, fmt.Errorf("configs: %w", err)
 	}
-	return records(recs), nil
+	s.mu.Lock()
+	if s.configs == nil || s.configs.gen <= gen {
+		s.configs = c
+	}
+	s.mu.Unlock()
+	return c, nil
 }
 
 // Ready reports whether the database answers.
@@ -176,12 +132,22 @@ func (s *Service) Ready(ctx context.Context) error {
 	return err
 }
 
-func (s *Service) name(n string) (string, error) {
-	name, err := zone.InZoneName(s.cfg.Zone, n)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+// lifetime checks a TTL and lifetime pair, filling in defaults.
+func (s *Service) ttlAndExpiry(ttl, lifetime time.Duration) (uint32, time.Time, error) {
+	if ttl == 0 {
+		ttl = s.cfg.DefaultTTL
 	}
-	return name, nil
+	if lifetime == 0 {
+		lifetime = s.cfg.DefaultLifetime
+	}
+	secs := int64(ttl / time.Second)
+	if ttl%time.Second != 0 || secs < 0 || secs > math.MaxInt32 {
+		return 0, time.Time{}, fmt.Errorf("%w: ttl must be whole seconds up to 2^31-1", ErrInvalid)
+	}
+	if lifetime < 0 || lifetime > s.cfg.MaxValueLifetime {
+		return 0, time.Time{}, fmt.Errorf("%w: lifetime %s is outside 0..%s", ErrInvalid, lifetime, s.cfg.MaxValueLifetime)
+	}
+	return uint32(secs), s.now().Add(lifetime), nil
 }
 
 // storeError maps store sentinels onto the service's error kinds.
@@ -195,12 +161,4 @@ func storeError(op string, err error) error {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
-}
-
-func records(in []store.Record) []Record {
-	out := make([]Record, len(in))
-	for i, r := range in {
-		out[i] = Record(r)
-	}
-	return out
 }

@@ -90,3 +90,11 @@ func InZoneName(origin, name string) (string, error) {
 func isLDHU(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
+
+// Fqdn adds the trailing dot if missing.
+func Fqdn(name string) string { return dns.Fqdn(name) }
+
+// InZone reports whether the lower-case fqdn name is origin or below it.
+func InZone(origin, name string) bool {
+	return name == origin || strings.HasSuffix(name, "."+origin)
+}

@@ -1,0 +1,325 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/acmehub/acmehub/internal/zone"
+	"github.com/acmehub/acmehub/rules"
+	"github.com/acmehub/acmehub/store"
+)
+
+// PresentRequest asks to publish a DNS-01 value for an identifier.
+type PresentRequest struct {
+	// Identifier is what the ACME order names ("example.org",
+	// "*.example.org"), or the record name "_acme-challenge.example.org",
+	// or the delegation's name in the hub zone (clients that follow the
+	// CNAME send that). All resolve to the same base domain and rules.
+	Identifier string
+	// Type is the challenge type; "" means "dns-01", the only one.
+	Type string
+	// Value is the TXT value, or empty when KeyAuthorization is given, from
+	// which the hub computes base64url(SHA-256(keyAuthorization)).
+	Value            string
+	KeyAuthorization string
+	Source           netip.Addr
+}
+
+// Challenge is a published value and where it lives.
+type Challenge struct {
+	ID         string // opaque; names the value for clean-up and status
+	Domain     string // the base domain the value validates (and its wildcard)
+	RecordName string // "_acme-challenge.<domain>.", the name the CA queries
+	Target     string // the delegation's name in the hub zone: the CNAME target
+	Config     string // the managed challenge config that allowed it
+	Provider   string
+	Value      string
+	TTL        uint32
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	Live       bool // the value is currently published
+}
+
+// ChallengeDNS01 is the only challenge type.
+const ChallengeDNS01 = "dns-01"
+
+// Present publishes a value after applying the scope and the rules, creating
+// the domain's delegation on first use. It returns once the value is durable
+// and answered by this process's DNS server.
+func (s *Service) Present(ctx context.Context, g Grant, req PresentRequest) (Challenge, error) {
+	ch, cfg, err := s.present(ctx, g, req)
+	s.auditChallenge(ctx, g, "challenge.present", req.Source, ch, cfg, err)
+	return ch, err
+}
+
+func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Challenge, store.ChallengeConfig, error) {
+	if req.Type != "" && req.Type != ChallengeDNS01 {
+		return Challenge{}, store.ChallengeConfig{}, fmt.Errorf("%w: challenge type %q (only dns-01)", ErrInvalid, req.Type)
+	}
+	value, err := challengeValue(req.Value, req.KeyAuthorization)
+	if err != nil {
+		return Challenge{}, store.ChallengeConfig{}, err
+	}
+	base, err := s.baseDomain(ctx, req.Identifier)
+	if err != nil {
+		return Challenge{Domain: base}, store.ChallengeConfig{}, err
+	}
+	cfg, err := s.authorize(ctx, g, base)
+	if err != nil {
+		return Challenge{Domain: base}, cfg, err
+	}
+	d, err := s.delegation(ctx, g, base, cfg)
+	if err != nil {
+		return Challenge{Domain: base}, cfg, err
+	}
+	ttl, expires, err := s.ttlAndExpiry(cfg.TTL, cfg.Lifetime)
+	if err != nil {
+		return Challenge{Domain: base}, cfg, err
+	}
+	_, err = s.db.AddValue(ctx, store.AddRequest{
+		Name: d.Name, Value: value, TTL: ttl, ExpiresAt: expires,
+		CreatedBy: g.Principal.Name, MaxPerCreator: s.cfg.MaxValuesPerPrincipal,
+	})
+	if err != nil {
+		return Challenge{Domain: base}, cfg, storeError("add value", err)
+	}
+	_ = s.db.TouchDelegation(ctx, d.ID, s.now()) // best effort
+	return s.challenge(d, cfg, value, ttl, expires, true), cfg, nil
+}
+
+// Cleanup removes one value for an identifier; removing what is not there
+// succeeds, so clients may retry.
+func (s *Service) Cleanup(ctx context.Context, g Grant, identifier, value string, source netip.Addr) (int, error) {
+	n, ch, cfg, err := s.cleanup(ctx, g, identifier, value)
+	s.auditChallenge(ctx, g, "challenge.cleanup", source, ch, cfg, err)
+	return n, err
+}
+
+// CleanupByID removes the value a Present returned.
+func (s *Service) CleanupByID(ctx context.Context, g Grant, id string, source netip.Addr) (int, error) {
+	name, value, err := parseChallengeID(id)
+	if err != nil {
+		return 0, err
+	}
+	return s.Cleanup(ctx, g, name, value, source)
+}
+
+func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string) (int, Challenge, store.ChallengeConfig, error) {
+	if err := zone.ValidateValue(value); err != nil {
+		return 0, Challenge{}, store.ChallengeConfig{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	base, err := s.baseDomain(ctx, identifier)
+	if err != nil {
+		return 0, Challenge{Domain: base}, store.ChallengeConfig{}, err
+	}
+	cfg, err := s.authorize(ctx, g, base)
+	if err != nil {
+		return 0, Challenge{Domain: base}, cfg, err
+	}
+	ch := Challenge{Domain: base, Value: value}
+	d, err := s.db.DelegationByDomain(ctx, base)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, ch, cfg, nil // never presented: nothing to remove
+	}
+	if err != nil {
+		return 0, ch, cfg, storeError("find delegation", err)
+	}
+	ch = s.challenge(d, cfg, value, 0, time.Time{}, false)
+	_, removed, err := s.db.RemoveValue(ctx, d.Name, value)
+	if err != nil {
+		return 0, ch, cfg, storeError("remove value", err)
+	}
+	if removed {
+		return 1, ch, cfg, nil
+	}
+	return 0, ch, cfg, nil
+}
+
+// Status reports whether the value a Present returned is still published.
+func (s *Service) Status(ctx context.Context, g Grant, id string) (Challenge, error) {
+	name, value, err := parseChallengeID(id)
+	if err != nil {
+		return Challenge{}, err
+	}
+	base, err := s.baseDomain(ctx, name)
+	if err != nil {
+		return Challenge{}, err
+	}
+	cfg, err := s.authorize(ctx, g, base)
+	if err != nil {
+		return Challenge{}, err
+	}
+	d, err := s.db.DelegationByDomain(ctx, base)
+	if err != nil {
+		return Challenge{}, storeError("find delegation", err)
+	}
+	recs, err := s.db.ListValues(ctx, d.Name)
+	if err != nil {
+		return Challenge{}, storeError("list values", err)
+	}
+	for _, r := range recs {
+		if r.Value == value {
+			ch := s.challenge(d, cfg, value, r.TTL, r.ExpiresAt, true)
+			ch.CreatedAt = r.CreatedAt
+			return ch, nil
+		}
+	}
+	return s.challenge(d, cfg, value, 0, time.Time{}, false), nil
+}
+
+// baseDomain turns any accepted identifier form into the base domain the
+// rules are evaluated on.
+func (s *Service) baseDomain(ctx context.Context, identifier string) (string, error) {
+	id := strings.ToLower(strings.TrimSpace(identifier))
+	if fq := zone.Fqdn(id); zone.InZone(s.cfg.Zone, fq) {
+		d, err := s.db.DelegationByName(ctx, fq)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Same answer as for a domain outside the caller's scope:
+			// probing the hub zone reveals nothing.
+			return "", ErrForbidden
+		case err != nil:
+			return "", storeError("find delegation", err)
+		}
+		return d.Domain, nil
+	}
+	if strings.HasPrefix(id, "_acme-challenge.") {
+		base, err := rules.BaseFromChallengeName(id)
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return base, nil
+	}
+	base, _, err := rules.NormalizeIdentifier(id)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return base, nil
+}
+
+// authorize applies the scope, then the rules, and returns the config.
+func (s *Service) authorize(ctx context.Context, g Grant, base string) (store.ChallengeConfig, error) {
+	cfgs, err := s.currentConfigs(ctx)
+	if err != nil {
+		return store.ChallengeConfig{}, err
+	}
+	cand, err := AuthorizeChallenge(g, base, cfgs.set)
+	if err != nil {
+		return store.ChallengeConfig{}, err
+	}
+	cfg := cfgs.byID[cand.ID]
+	if cfg.Provider != store.ProviderDelegated {
+		return cfg, fmt.Errorf("%w: config %q uses provider %q; upstream providers are not available yet", ErrUnsupported, cfg.Name, cfg.Provider)
+	}
+	return cfg, nil
+}
+
+// delegation returns the domain's delegation, creating it (with a new
+// unguessable label) on the first allowed request.
+func (s *Service) delegation(ctx context.Context, g Grant, base string, cfg store.ChallengeConfig) (store.Delegation, error) {
+	d, err := s.db.DelegationByDomain(ctx, base)
+	if err == nil {
+		return d, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return d, storeError("find delegation", err)
+	}
+	label, err := newLabel()
+	if err != nil {
+		return d, err
+	}
+	d, _, err = s.db.CreateDelegation(ctx, store.Delegation{
+		Domain: base, Label: label, Name: label + "." + s.cfg.Zone, ConfigID: cfg.ID, CreatedBy: g.Principal.Name,
+	})
+	if err != nil {
+		return d, storeError("create delegation", err)
+	}
+	return d, nil
+}
+
+func (s *Service) challenge(d store.Delegation, cfg store.ChallengeConfig, value string, ttl uint32, expires time.Time, live bool) Challenge {
+	return Challenge{
+		ID:         challengeID(d.Name, value),
+		Domain:     d.Domain,
+		RecordName: rules.ChallengeName(d.Domain) + ".",
+		Target:     d.Name,
+		Config:     cfg.Name,
+		Provider:   cfg.Provider,
+		Value:      value,
+		TTL:        ttl,
+		ExpiresAt:  expires,
+		Live:       live,
+	}
+}
+
+func (s *Service) auditChallenge(ctx context.Context, g Grant, action string, source netip.Addr, ch Challenge, cfg store.ChallengeConfig, err error) {
+	ev := store.AuditEvent{
+		PrincipalID: g.Principal.ID, TokenID: g.Principal.TokenID, Source: source.String(),
+		Action: action, Target: ch.Target, Domain: ch.Domain, ConfigID: cfg.ID, Result: "ok",
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrForbidden):
+		ev.Result = "denied"
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrLimit), errors.Is(err, ErrUnsupported):
+		ev.Result, ev.Detail = "refused", err.Error()
+	default:
+		ev.Result, ev.Detail = "error", "internal error"
+	}
+	s.audit(ctx, ev)
+}
+
+// challengeValue returns the TXT value to publish.
+func challengeValue(value, keyAuth string) (string, error) {
+	if keyAuth != "" {
+		sum := sha256.Sum256([]byte(keyAuth))
+		computed := base64.RawURLEncoding.EncodeToString(sum[:])
+		if value != "" && value != computed {
+			return "", fmt.Errorf("%w: value does not match the key authorization", ErrInvalid)
+		}
+		value = computed
+	}
+	if err := zone.ValidateValue(value); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return value, nil
+}
+
+// labelEncoding writes delegation labels: lower-case letters and digits.
+var labelEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newLabel returns an unguessable delegation label (120 random bits): a
+// label is not a secret, but nobody should be able to predict which label
+// a domain will get.
+func newLabel() (string, error) {
+	var b [15]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("delegation label: %w", err)
+	}
+	return labelEncoding.EncodeToString(b[:]), nil
+}
+
+// A challenge id is the delegation name and the value, encoded: it needs no
+// state, and every use of it is authorised again through the name's domain.
+func challengeID(name, value string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(name + "\x00" + value))
+}
+
+func parseChallengeID(id string) (name, value string, err error) {
+	b, err := base64.RawURLEncoding.DecodeString(id)
+	if err == nil {
+		var ok bool
+		if name, value, ok = strings.Cut(string(b), "\x00"); ok && name != "" && value != "" {
+			return name, value, nil
+		}
+	}
+	return "", "", fmt.Errorf("%w: malformed challenge id", ErrInvalid)
+}
