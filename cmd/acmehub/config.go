@@ -35,6 +35,13 @@ func serveSettings() *settingSet {
 	ss.addList("dns-listen", defaultDNS, "DNS listen address host:port, UDP and TCP; IPv4 or [IPv6]")
 	ss.add("api-listen", defaultAPI, "HTTP API listen address host:port")
 	ss.add("api-max-body", "65536", "largest accepted HTTP request body, in bytes")
+	ss.add("api-tls-cert", "", "PEM certificate (chain) file for HTTPS on the API; with api-tls-key")
+	ss.add("api-tls-key", "", "PEM private key file for HTTPS on the API; with api-tls-cert")
+	ss.add("api-proxy-header", "", "forwarded-for header to believe from api-trusted-proxies: X-Forwarded-For or X-Real-IP (default: none, the TCP peer is the source)")
+	ss.addList("api-trusted-proxies", "", "CIDRs of reverse proxies whose api-proxy-header is believed")
+	ss.add("auth-failures-burst", "10", "failed authentications allowed at once per source network (/24, /56) and per client id before 429")
+	ss.add("auth-failures-per", "6s", "after the burst, one failed authentication is forgiven per this time")
+	ss.add("max-values-per-principal", "1000", "most live challenge values one principal may hold (0: no cap)")
 	ss.addList("ns", "", "nameserver published at the apex as name=addr[+addr...], e.g. ns1.acme.test=192.0.2.1+2001:db8::1 (default ns1.<zone>=127.0.0.1); addresses are glue for names inside the zone")
 	ss.add("soa-mbox", "", "SOA contact mailbox as a name (default hostmaster.<zone>)")
 	ss.add("soa-refresh", "1h", "SOA refresh timer")
@@ -62,30 +69,37 @@ type nameserver struct {
 
 // serveConfig is the validated configuration of `acmehub serve`.
 type serveConfig struct {
-	DBPath             string
-	Synchronous        string
-	KeyFile            string
-	BootstrapTokenFile string
-	Zone               string
-	DNSListen          []string
-	APIListen          string
-	APIMaxBody         int64
-	Nameservers        []nameserver
-	SOAMbox            string
-	SOARefresh         time.Duration
-	SOARetry           time.Duration
-	SOAExpire          time.Duration
-	SOAMinimum         time.Duration
-	ApexTTL            time.Duration
-	TXTTTL             time.Duration
-	ValueLifetime      time.Duration
-	MaxValueLifetime   time.Duration
-	MaxValuesPerName   int
-	SweepInterval      time.Duration
-	JournalMaxAge      time.Duration
-	JournalMaxRows     int
-	LogLevel           string
-	LogFormat          string
+	DBPath                string
+	Synchronous           string
+	KeyFile               string
+	BootstrapTokenFile    string
+	Zone                  string
+	DNSListen             []string
+	APIListen             string
+	APIMaxBody            int64
+	APITLSCert            string
+	APITLSKey             string
+	ProxyHeader           string
+	TrustedProxies        []netip.Prefix
+	AuthFailuresBurst     int
+	AuthFailuresPer       time.Duration
+	MaxValuesPerPrincipal int
+	Nameservers           []nameserver
+	SOAMbox               string
+	SOARefresh            time.Duration
+	SOARetry              time.Duration
+	SOAExpire             time.Duration
+	SOAMinimum            time.Duration
+	ApexTTL               time.Duration
+	TXTTTL                time.Duration
+	ValueLifetime         time.Duration
+	MaxValueLifetime      time.Duration
+	MaxValuesPerName      int
+	SweepInterval         time.Duration
+	JournalMaxAge         time.Duration
+	JournalMaxRows        int
+	LogLevel              string
+	LogFormat             string
 }
 
 // problems collects every invalid setting so one error can list them all.
@@ -141,6 +155,32 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 		p.addf("api-listen: %v", err)
 	}
 	c.APIMaxBody = int64(positiveInt(&p, ss, "api-max-body", 1<<10, 1<<24))
+	c.APITLSCert, c.APITLSKey = ss.get("api-tls-cert"), ss.get("api-tls-key")
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		p.addf("api-tls-cert and api-tls-key: give both or neither")
+	}
+	switch h := ss.get("api-proxy-header"); strings.ToLower(h) {
+	case "":
+	case "x-forwarded-for":
+		c.ProxyHeader = "X-Forwarded-For"
+	case "x-real-ip":
+		c.ProxyHeader = "X-Real-IP"
+	default:
+		p.addf("api-proxy-header: %q is neither X-Forwarded-For nor X-Real-IP", h)
+	}
+	for _, s := range ss.getList("api-trusted-proxies") {
+		pr, err := netip.ParsePrefix(s)
+		if err != nil {
+			p.addf("api-trusted-proxies: %q is not a CIDR such as 10.0.0.0/8", s)
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pr.Masked())
+	}
+	if c.ProxyHeader != "" && len(c.TrustedProxies) == 0 {
+		p.addf("api-proxy-header: set api-trusted-proxies too, or every client could forge its address")
+	}
+	c.AuthFailuresBurst = positiveInt(&p, ss, "auth-failures-burst", 1, 1<<20)
+	c.MaxValuesPerPrincipal = positiveInt(&p, ss, "max-values-per-principal", 0, 1<<30)
 
 	dur := func(name string, lo, hi time.Duration) time.Duration {
 		d, err := time.ParseDuration(ss.get(name))
@@ -164,6 +204,7 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 		p.addf("value-lifetime: %s is longer than max-value-lifetime %s", c.ValueLifetime, c.MaxValueLifetime)
 	}
 	c.SweepInterval = dur("sweep-interval", 100*time.Millisecond, 10*time.Second)
+	c.AuthFailuresPer = dur("auth-failures-per", time.Millisecond, time.Hour)
 	c.JournalMaxAge = dur("journal-max-age", time.Minute, 10*365*24*time.Hour)
 	c.JournalMaxRows = positiveInt(&p, ss, "journal-max-rows", 100, 1<<31-1)
 	c.MaxValuesPerName = positiveInt(&p, ss, "max-values-per-name", 1, 1000)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/acmehub/acmehub/dnsserver"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/metrics"
+	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/zone"
 	"github.com/acmehub/acmehub/store"
 )
@@ -136,13 +138,18 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	}()
 
 	svc := hub.New(db, kr, hub.Config{
-		Zone:             cfg.Zone,
-		DefaultTTL:       cfg.TXTTTL,
-		DefaultLifetime:  cfg.ValueLifetime,
-		MaxValueLifetime: cfg.MaxValueLifetime,
-		Logger:           logger,
+		Zone:                  cfg.Zone,
+		DefaultTTL:            cfg.TXTTTL,
+		DefaultLifetime:       cfg.ValueLifetime,
+		MaxValueLifetime:      cfg.MaxValueLifetime,
+		MaxValuesPerPrincipal: cfg.MaxValuesPerPrincipal,
+		Failures:              ratelimit.Config{Burst: cfg.AuthFailuresBurst, Per: cfg.AuthFailuresPer},
+		Logger:                logger,
 	})
-	handler, err := api.New(svc, api.Config{MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger})
+	handler, err := api.New(svc, api.Config{
+		MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger,
+		Proxy: api.ProxyTrust{Header: cfg.ProxyHeader, Proxies: cfg.TrustedProxies},
+	})
 	if err != nil {
 		return err
 	}
@@ -152,8 +159,22 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	}
 	httpSrv := api.NewServer(handler, logger)
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- httpSrv.Serve(ln) }()
-	logger.Info("api listening", "addr", ln.Addr().String(), "zone", cfg.Zone)
+	if cfg.APITLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.APITLSCert, cfg.APITLSKey)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("api tls: %w", err)
+		}
+		httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		go func() { httpErr <- httpSrv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { httpErr <- httpSrv.Serve(ln) }()
+		if !isLoopback(ln.Addr()) {
+			logger.Warn("the API serves plain HTTP on a non-loopback address: tokens travel in clear text; set api-tls-cert and api-tls-key, or put a TLS proxy in front and listen on loopback",
+				"addr", ln.Addr().String())
+		}
+	}
+	logger.Info("api listening", "addr", ln.Addr().String(), "zone", cfg.Zone, "tls", cfg.APITLSCert != "")
 
 	select {
 	case <-ctx.Done():
@@ -168,6 +189,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	}
 	logger.Info("api stopped")
 	return nil
+}
+
+// isLoopback reports whether a listener is reachable only from this host.
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 func dnsConfig(cfg serveConfig, logger *slog.Logger, m *metrics.Metrics) dnsserver.Config {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,16 @@ func TestSettingsEveryProblemAtOnce(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "config file") {
 		t.Fatalf("missing config file: %v", err)
 	}
+	_, err = loadServe(t, []string{"--api-tls-cert", "a.pem", "--api-proxy-header", "Forwarded", "--api-trusted-proxies", "nonsense"}, nil)
+	for _, want := range []string{"api-tls-cert and api-tls-key", "api-proxy-header:", "api-trusted-proxies:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	_, err = loadServe(t, []string{"--api-proxy-header", "x-forwarded-for"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "api-trusted-proxies") {
+		t.Fatalf("a proxy header without trusted proxies: %v", err)
+	}
 	_, err = loadServe(t, []string{"--ns", "ns1.acme.test"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "glue") {
 		t.Fatalf("in-zone nameserver without glue: %v", err)
@@ -143,6 +154,19 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 			if !strings.Contains(out.String(), "--"+s.name) || !strings.Contains(out.String(), s.envName()) {
 				t.Errorf("%v does not document --%s", args, s.name)
 			}
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{"127.0.0.1:1": true, "[::1]:1": true, "192.0.2.1:1": false, "[::]:1": false, "0.0.0.0:1": false} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isLoopback(a); got != want {
+			t.Errorf("isLoopback(%s) = %v", addr, got)
 		}
 	}
 }
