@@ -43,7 +43,7 @@ func StartPebble(t *testing.T, resolverAddr string) *Pebble {
 	t.Helper()
 	bin := binary(t, pebblePackage)
 	dir := t.TempDir()
-	certPEM, keyPEM, pool, err := selfSignedCert()
+	certPEM, keyPEM, pool, err := SelfSignedCert()
 	if err != nil {
 		t.Fatalf("acmetest: pebble certificate: %v", err)
 	}
@@ -245,10 +245,10 @@ func twoFreePorts() (string, string, error) {
 	return a.Addr().String(), b.Addr().String(), nil
 }
 
-// selfSignedCert makes Pebble's HTTPS certificate: a self-signed ECDSA
+// SelfSignedCert makes an HTTPS certificate (for Pebble, or a TLS test of the hub): a self-signed ECDSA
 // certificate for 127.0.0.1, ::1 and localhost, valid for a day, and a pool
 // that trusts it.
-func selfSignedCert() (certPEM, keyPEM []byte, pool *x509.CertPool, err error) {
+func SelfSignedCert() (certPEM, keyPEM []byte, pool *x509.CertPool, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, nil, err
