@@ -253,3 +253,46 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
 	}
 	return pool
 }
+
+// TestDelegationLabelIsNoData: a delegation's label exists in the zone even
+// with no values (checklist A.3): after a present and its clean-up, the
+// label answers NODATA with the SOA, never NXDOMAIN, which resolvers would
+// cache against the next attempt.
+func TestDelegationLabelIsNoData(t *testing.T) {
+	hub := acmetest.StartHub(t, acmetest.HubConfig{Zone: defaultZone})
+	tok := hub.Consumer(t, "shop", "*.example.org")
+	present := func(method, path, body string) map[string]any {
+		req, err := http.NewRequestWithContext(t.Context(), method, hub.APIURL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.String())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d %v %v", method, path, resp.StatusCode, out, err)
+		}
+		return out
+	}
+	ch := present("POST", "/api/v1/challenges", `{"identifier":"www.example.org","value":"v1"}`)
+	target := ch["cname_target"].(string)
+	if got := txtValues(t, hub.DNSAddr, target); !slices.Equal(got, []string{"v1"}) {
+		t.Fatalf("value not served at %s: %q", target, got)
+	}
+	present("POST", "/api/v1/challenges/cleanup", `{"identifier":"www.example.org","value":"v1"}`)
+	for _, qtype := range []uint16{dns.TypeTXT, dns.TypeA, dns.TypeCAA} {
+		m := new(dns.Msg)
+		m.SetQuestion(target, qtype)
+		r, _, err := new(dns.Client).Exchange(m, hub.DNSAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA || !r.Authoritative {
+			t.Fatalf("%s at the empty label: want NODATA with the SOA, got %v", dns.TypeToString[qtype], r)
+		}
+	}
+}
