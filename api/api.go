@@ -47,6 +47,12 @@ type Service interface {
 	AllValues(ctx context.Context, g hub.Grant, afterName string, limit int) ([]hub.Record, error)
 	// Ready reports whether the database answers.
 	Ready(ctx context.Context) error
+
+	// The admin API (admin.go): principals, roles and tokens; managed
+	// challenge configs and delegations; the audit log.
+	AccessService
+	ChallengeAdminService
+	AuditService
 }
 
 // Config holds the API's settings.
@@ -105,16 +111,50 @@ func (a *API) routes() {
 		r.Handle("/metrics", a.cfg.Metrics).Methods(http.MethodGet)
 	}
 
-	v1 := r.PathPrefix("/api/v1").Subrouter()
-	v1.Use(a.authenticate)
-	v1.HandleFunc("/challenges", a.present).Methods(http.MethodPost)
-	v1.HandleFunc("/challenges/cleanup", a.cleanup).Methods(http.MethodPost)
-	v1.HandleFunc("/challenges/{id}", a.status).Methods(http.MethodGet)
-	v1.HandleFunc("/challenges/{id}", a.cleanupByID).Methods(http.MethodDelete)
-	v1.HandleFunc("/records", a.listRecords).Methods(http.MethodGet)
-	v1.HandleFunc("/records/{name}", a.getRecord).Methods(http.MethodGet)
-	v1.HandleFunc("/records/{name}", a.addValue).Methods(http.MethodPost)
-	v1.HandleFunc("/records/{name}", a.removeValues).Methods(http.MethodDelete)
+	// The API description needs no credentials.
+	r.HandleFunc("/api/v1/openapi.yaml", serveOpenAPI("application/yaml")).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/api/v1/openapi.json", serveOpenAPI("application/json")).Methods(http.MethodGet, http.MethodHead)
+
+	// Every other /api/v1 route needs credentials. Each is registered on
+	// the root router with its full path and authenticate around its
+	// handler, not on a PathPrefix subrouter: gorilla/mux forgets a method
+	// mismatch when a later route of a subrouter matches the prefix, which
+	// answered 404 instead of 405 for all but the last routes.
+	v1 := func(path string, h http.HandlerFunc, method string) {
+		r.Handle("/api/v1"+path, a.authenticate(h)).Methods(method)
+	}
+	v1("/challenges", a.present, http.MethodPost)
+	v1("/challenges/cleanup", a.cleanup, http.MethodPost)
+	v1("/challenges/{id}", a.status, http.MethodGet)
+	v1("/challenges/{id}", a.cleanupByID, http.MethodDelete)
+	v1("/records", a.listRecords, http.MethodGet)
+	v1("/records/{name}", a.getRecord, http.MethodGet)
+	v1("/records/{name}", a.addValue, http.MethodPost)
+	v1("/records/{name}", a.removeValues, http.MethodDelete)
+
+	v1("/principals", a.listPrincipals, http.MethodGet)
+	v1("/principals", a.createPrincipal, http.MethodPost)
+	v1("/principals/{id}", a.getPrincipal, http.MethodGet)
+	v1("/principals/{id}", a.updatePrincipal, http.MethodPatch)
+	v1("/principals/{id}", a.deletePrincipal, http.MethodDelete)
+	v1("/principals/{id}/roles", a.listRoles, http.MethodGet)
+	v1("/principals/{id}/roles", a.addRole, http.MethodPost)
+	v1("/principals/{id}/roles/{rid}", a.removeRole, http.MethodDelete)
+	v1("/tokens", a.listTokens, http.MethodGet)
+	v1("/tokens", a.createToken, http.MethodPost)
+	v1("/tokens/{client_id}", a.getToken, http.MethodGet)
+	v1("/tokens/{client_id}", a.revokeToken, http.MethodDelete)
+	v1("/managed-challenges", a.listManaged, http.MethodGet)
+	v1("/managed-challenges", a.createManaged, http.MethodPost)
+	v1("/managed-challenges/{id}", a.getManaged, http.MethodGet)
+	v1("/managed-challenges/{id}", a.updateManaged, http.MethodPut)
+	v1("/managed-challenges/{id}", a.deleteManaged, http.MethodDelete)
+	v1("/delegations", a.listDelegations, http.MethodGet)
+	v1("/delegations", a.createDelegation, http.MethodPost)
+	v1("/delegations/{domain}", a.getDelegation, http.MethodGet)
+	v1("/delegations/{domain}", a.deleteDelegation, http.MethodDelete)
+	v1("/delegations/{domain}/move", a.moveDelegation, http.MethodPost)
+	v1("/audit", a.listAudit, http.MethodGet)
 	a.router = r
 }
 

@@ -51,6 +51,8 @@ type Store interface {
 	TouchDelegation(ctx context.Context, id int64, at time.Time) error
 	AppendAudit(ctx context.Context, ev store.AuditEvent) error
 	Serial(ctx context.Context) (int64, error)
+	// AdminStore is what the admin operations add (admin.go).
+	AdminStore
 }
 
 var _ Store = (*store.DB)(nil)
