@@ -26,15 +26,19 @@ type env struct {
 }
 
 func commands() []command {
-	return []command{
+	cs := []command{
 		{"serve", "run the hub: authoritative DNS for the hub zone and the HTTP API", serveCommand},
 		{"backup", "write an online, consistent copy of the database to a new file", backupCommand},
 		{"restore", "replace the database with a backup (hub stopped); moves the serial forward", restoreCommand},
-		{"version", "print the version", func(_ context.Context, _ []string, e env) error {
-			fmt.Fprintln(e.stdout, "acmehub", version)
-			return nil
-		}},
 	}
+	// The admin commands work on the local database (admin.go).
+	for _, g := range adminGroups() {
+		cs = append(cs, g.command())
+	}
+	return append(cs, command{"version", "print the version", func(_ context.Context, _ []string, e env) error {
+		fmt.Fprintln(e.stdout, "acmehub", version)
+		return nil
+	}})
 }
 
 // run dispatches to a subcommand. It never exits the process.
@@ -62,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func topUsage(w io.Writer) {
 	fmt.Fprintf(w, "acmehub %s: a self-hosted ACME DNS-01 challenge hub.\n\nUsage: acmehub <command> [settings]\n\nCommands:\n", version)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nSettings of `acmehub serve` (flags win over ACMEHUB_* environment variables,\n"+
 		"which win over the config file, which wins over defaults; any setting may\n"+
