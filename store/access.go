@@ -251,7 +251,7 @@ func (db *DB) CreatePrincipal(ctx context.Context, p Principal) (Principal, erro
 
 // Principal returns the principal with that id, or ErrNotFound.
 func (db *DB) Principal(ctx context.Context, id int64) (Principal, error) {
-	p, err := scanPrincipal(db.r.QueryRowContext(ctx, `SELECT `+principalCols+` FROM principals WHERE id = ?`, id))
+	p, err := scanPrincipal(db.queryRow(ctx, qPrincipal, id))
 	if err != nil {
 		return Principal{}, fmt.Errorf("store: principal %d: %w", id, notFound(err))
 	}
@@ -424,9 +424,9 @@ func (db *DB) RemoveRoleAssignment(ctx context.Context, id int64) error {
 func (db *DB) RoleAssignments(ctx context.Context, principalID int64) ([]RoleAssignment, error) {
 	q, args := `SELECT `+assignmentCols+` FROM role_assignments ORDER BY principal_id, role, domains, id`, []any(nil)
 	if principalID != 0 {
-		q, args = `SELECT `+assignmentCols+` FROM role_assignments WHERE principal_id = ? ORDER BY role, domains, id`, []any{principalID}
+		q, args = qRoleAssignmentsOf, []any{principalID}
 	}
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: role assignments of %d: %w", principalID, err)
 	}

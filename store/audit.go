@@ -116,17 +116,35 @@ func (db *DB) AppendAudit(ctx context.Context, e AuditEvent) error {
 		return fmt.Errorf("store: append audit event %q: %w: %w", e.Action, ErrInvalid, err)
 	}
 	_, err := db.write(ctx, "append audit event", func(w *wtx) error {
-		at := e.At
-		if at.IsZero() {
-			at = w.now
-		}
-		if _, err := w.exec(qInsertAudit, at.UnixMilli(), nullID(e.PrincipalID), e.TokenID, e.Source, e.Action,
-			e.Target, e.Domain, nullID(e.ConfigID), e.Result, e.Detail); err != nil {
-			return fmt.Errorf("store: append audit event %q: %w", e.Action, sqlErr(err))
-		}
-		return nil
+		return w.appendAudit(e)
 	})
 	return err
+}
+
+// normalizedAudit returns a normalised copy of an optional event carried by
+// another write (nil stays nil).
+func normalizedAudit(e *AuditEvent) (*AuditEvent, error) {
+	if e == nil {
+		return nil, nil
+	}
+	c := *e
+	if err := c.normalize(); err != nil {
+		return nil, fmt.Errorf("audit event %q: %w", c.Action, err)
+	}
+	return &c, nil
+}
+
+// appendAudit inserts a normalised event inside the writer's transaction.
+func (w *wtx) appendAudit(e AuditEvent) error {
+	at := e.At
+	if at.IsZero() {
+		at = w.now
+	}
+	if _, err := w.exec(qInsertAudit, at.UnixMilli(), nullID(e.PrincipalID), e.TokenID, e.Source, e.Action,
+		e.Target, e.Domain, nullID(e.ConfigID), e.Result, e.Detail); err != nil {
+		return fmt.Errorf("store: append audit event %q: %w", e.Action, sqlErr(err))
+	}
+	return nil
 }
 
 // AuditFilter selects audit events for ListAudit; zero fields select

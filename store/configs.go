@@ -280,7 +280,7 @@ func (db *DB) ConfigByName(ctx context.Context, name string) (ChallengeConfig, e
 
 // ListConfigs returns every config, ordered by id (creation).
 func (db *DB) ListConfigs(ctx context.Context) ([]ChallengeConfig, error) {
-	cs, err := listConfigs(ctx, db.r, `SELECT `+configCols+` FROM managed_challenges ORDER BY id`)
+	cs, err := listConfigs(ctx, readQueryer{db}, qListConfigs)
 	if err != nil {
 		return nil, fmt.Errorf("store: list configs: %w", err)
 	}

@@ -152,7 +152,7 @@ func (db *DB) DelegationByDomain(ctx context.Context, domain string) (Delegation
 	if err != nil || wild {
 		return Delegation{}, fmt.Errorf("store: delegation of %q: %w: not a base domain", domain, ErrInvalid)
 	}
-	d, err := scanDelegation(db.r.QueryRowContext(ctx, `SELECT `+delegationCols+` FROM delegations WHERE domain = ?`, base))
+	d, err := scanDelegation(db.queryRow(ctx, qDelegationByDomain, base))
 	if err != nil {
 		return Delegation{}, fmt.Errorf("store: delegation of %s: %w", base, notFound(err))
 	}
@@ -164,14 +164,14 @@ func (db *DB) DelegationByDomain(ctx context.Context, domain string) (Delegation
 // dot, whose Label it is; or ErrNotFound.
 func (db *DB) DelegationByName(ctx context.Context, nameOrLabel string) (Delegation, error) {
 	key := strings.ToLower(nameOrLabel)
-	q := `SELECT ` + delegationCols + ` FROM delegations WHERE label = ?`
+	q := qDelegationByLabel
 	if strings.Contains(key, ".") {
-		q = `SELECT ` + delegationCols + ` FROM delegations WHERE name = ?`
+		q = qDelegationByName
 		if !strings.HasSuffix(key, ".") {
 			key += "."
 		}
 	}
-	d, err := scanDelegation(db.r.QueryRowContext(ctx, q, key))
+	d, err := scanDelegation(db.queryRow(ctx, q, key))
 	if err != nil {
 		return Delegation{}, fmt.Errorf("store: delegation %q: %w", nameOrLabel, notFound(err))
 	}

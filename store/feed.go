@@ -19,7 +19,7 @@ const defaultMaxSerials = 1000
 // SerialPublished for the SOA value). One indexed row: cheap to poll.
 func (db *DB) Serial(ctx context.Context) (int64, error) {
 	var s int64
-	if err := db.r.QueryRowContext(ctx, `SELECT serial FROM zone_state WHERE id = 1`).Scan(&s); err != nil {
+	if err := db.queryRow(ctx, qSerial).Scan(&s); err != nil {
 		return 0, fmt.Errorf("store: read serial: %w", err)
 	}
 	return s, nil
@@ -284,11 +284,34 @@ const (
 // when it moved; writes by other processes bump it too.
 func (db *DB) Generation(ctx context.Context, name string) (int64, error) {
 	var g int64
-	err := db.r.QueryRowContext(ctx, `SELECT gen FROM generations WHERE name = ?`, name).Scan(&g)
+	err := db.queryRow(ctx, qGeneration, name).Scan(&g)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("store: read generation %q: %w", name, err)
 	}
 	return g, nil
+}
+
+// Generations returns the change counters of several cached tables at
+// once, in the order of names (0 for one that never changed), read in one
+// query: a service that caches several tables checks them all for the
+// price of one lookup.
+func (db *DB) Generations(ctx context.Context, names ...string) ([]int64, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	q := generationsQuery(len(names))
+	if len(names) < len(qGenerations) {
+		q = qGenerations[len(names)]
+	}
+	out := make([]int64, len(names))
+	args, dest := make([]any, len(names)), make([]any, len(names))
+	for i, n := range names {
+		args[i], dest[i] = n, &out[i]
+	}
+	if err := db.queryRow(ctx, q, args...).Scan(dest...); err != nil {
+		return nil, fmt.Errorf("store: read generations %q: %w", names, err)
+	}
+	return out, nil
 }
 
 // BumpGeneration increments the counter of a cached table in its own

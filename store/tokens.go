@@ -197,8 +197,7 @@ func scanToken(s scanner, extra ...any) (Token, error) {
 // the caller decides.
 func (db *DB) TokenByClientID(ctx context.Context, clientID string) (Token, error) {
 	var hash []byte
-	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenCols+`, secret_hash
-		FROM api_tokens WHERE client_id = ?`, clientID), &hash)
+	t, err := scanToken(db.queryRow(ctx, qTokenByClientID, clientID), &hash)
 	if err != nil {
 		return Token{}, fmt.Errorf("store: token %q: %w", clientID, notFound(err))
 	}
@@ -325,15 +324,12 @@ func (db *DB) flushTouches(w *wtx) error {
 	db.touchPending = false
 	db.touchMu.Unlock()
 	for id, at := range touches {
-		// max() keeps a later touch written by another process.
-		if _, err := w.exec(`UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE client_id = ?`,
-			at.UnixMilli(), id); err != nil {
+		if _, err := w.exec(qTouchToken, at.UnixMilli(), id); err != nil {
 			return fmt.Errorf("store: touch token %q: %w", id, err)
 		}
 	}
 	for id, at := range delegations {
-		if _, err := w.exec(`UPDATE delegations SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?`,
-			at.UnixMilli(), id); err != nil {
+		if _, err := w.exec(qTouchDelegation, at.UnixMilli(), id); err != nil {
 			return fmt.Errorf("store: touch delegation %d: %w", id, err)
 		}
 	}

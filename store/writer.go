@@ -33,6 +33,7 @@ type wtx struct {
 	serial  int64 // serial the batch commits if it changes the zone
 	now     time.Time
 	changes []zone.Change
+	bound   map[string]*sql.Stmt // hot statements bound to tx so far
 }
 
 // change records a zone change; the writer journals it and bumps the serial.
@@ -53,10 +54,14 @@ const (
 	qCountName    = `SELECT count(*) FROM txt_values WHERE name = ?`
 	qInsertValue  = `INSERT INTO txt_values (name, value, ttl, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`
 	qDeleteValue  = `DELETE FROM txt_values WHERE name = ? AND value = ?`
+	qCountCreator = `SELECT count(*) FROM txt_values WHERE created_by = ?`
+	// max() keeps a later touch written by another process.
+	qTouchToken      = `UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE client_id = ?`
+	qTouchDelegation = `UPDATE delegations SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?`
 )
 
 var hotQueries = []string{qReadSerial, qWriteSerial, qSavepoint, qRelease, qRollbackTo, qJournal,
-	qRefreshValue, qCountName, qInsertValue, qDeleteValue, qInsertAudit}
+	qRefreshValue, qCountName, qInsertValue, qDeleteValue, qCountCreator, qInsertAudit, qTouchToken, qTouchDelegation}
 
 // prepareHot prepares hotQueries; it runs before the writer starts, while
 // the single write connection is free (preparing on the pool inside a
@@ -73,15 +78,25 @@ func (db *DB) prepareHot(ctx context.Context) error {
 	return nil
 }
 
-// stmt returns query bound to the transaction, prepared if it is hot. The
-// returned statement needs no Close: database/sql closes transaction-bound
-// statements when the transaction commits or rolls back, and the cached
-// statement it derives from lives until DB.Close.
+// stmt returns query bound to the transaction, prepared if it is hot; a
+// batch binds each hot statement once. The returned statement needs no
+// Close: database/sql closes transaction-bound statements when the
+// transaction commits or rolls back, and the cached statement it derives
+// from lives until DB.Close.
 func (w *wtx) stmt(query string) *sql.Stmt {
-	if st, ok := w.db.stmts[query]; ok {
-		return w.tx.StmtContext(w.ctx, st)
+	if st, ok := w.bound[query]; ok {
+		return st
 	}
-	return nil
+	st, ok := w.db.stmts[query]
+	if !ok {
+		return nil
+	}
+	if w.bound == nil {
+		w.bound = make(map[string]*sql.Stmt, len(w.db.stmts))
+	}
+	b := w.tx.StmtContext(w.ctx, st)
+	w.bound[query] = b
+	return b
 }
 
 func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
@@ -142,35 +157,53 @@ func (db *DB) enqueue(ctx context.Context, r *writeReq) error {
 	}
 }
 
+// batch is the requests one transaction commits, and what each got.
+type batch struct {
+	reqs   []*writeReq
+	errs   []error // per request; nil: applied (so far)
+	closed bool    // the queue was found closed: nothing more will come
+}
+
+// add appends r to the batch.
+func (b *batch) add(r *writeReq) {
+	b.reqs, b.errs = append(b.reqs, r), append(b.errs, nil)
+}
+
+// fill takes what is queued, without waiting, up to maxBatch requests.
+func (db *DB) fill(b *batch) {
+	for !b.closed && len(b.reqs) < maxBatch {
+		select {
+		case r, ok := <-db.queue:
+			if !ok {
+				b.closed = true
+				return
+			}
+			b.add(r)
+		default:
+			return
+		}
+	}
+}
+
 // writer is the single goroutine that writes. It takes everything queued
-// (up to maxBatch) and commits it as one transaction.
+// (up to maxBatch) and commits it as one transaction; requests queued
+// while that transaction runs join it until it commits (see runTx).
 func (db *DB) writer() {
 	defer close(db.done)
-	batch := make([]*writeReq, 0, maxBatch)
+	b := &batch{reqs: make([]*writeReq, 0, maxBatch), errs: make([]error, 0, maxBatch)}
 	for {
 		r, ok := <-db.queue
 		if !ok {
 			db.finalFlush()
 			return
 		}
-		batch = append(batch[:0], r)
-		open := true
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-db.queue:
-				if !ok {
-					open = false
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		db.runBatch(batch)
-		clear(batch) // let finished requests be collected
-		if !open {
+		b.reqs, b.errs = b.reqs[:0], b.errs[:0]
+		b.add(r)
+		db.fill(b)
+		db.runBatch(b)
+		clear(b.reqs) // let finished requests and their errors be collected
+		clear(b.errs)
+		if b.closed {
 			db.finalFlush()
 			return
 		}
@@ -183,7 +216,9 @@ func (db *DB) finalFlush() {
 		return
 	}
 	r := &writeReq{ctx: context.Background(), op: "flush touches", fn: db.flushTouches, done: make(chan writeRes, 1)}
-	db.runBatch([]*writeReq{r})
+	b := &batch{closed: true} // the queue is closed: take nothing from it
+	b.add(r)
+	db.runBatch(b)
 	if res := <-r.done; res.err != nil {
 		db.cfg.Logger.Warn("store: flush touches on close", "err", res.err)
 	}
@@ -192,48 +227,51 @@ func (db *DB) finalFlush() {
 // runBatch commits the requests in one transaction. Each runs in its own
 // savepoint: a failing one is rolled back alone and gets its own error.
 // Every request is answered only after COMMIT returned.
-func (db *DB) runBatch(batch []*writeReq) {
+func (db *DB) runBatch(b *batch) {
 	// The transaction must not die with one caller's context.
 	ctx := context.Background()
-	errs := make([]error, len(batch))
 	ran := false
-	for i, r := range batch {
+	for i, r := range b.reqs {
 		if err := r.ctx.Err(); err != nil {
-			errs[i] = fmt.Errorf("store: %s: skipped: %w", r.op, err)
+			b.errs[i] = fmt.Errorf("store: %s: skipped: %w", r.op, err)
 		} else {
 			ran = true
 		}
 	}
 	if !ran {
-		for i, r := range batch {
-			r.done <- writeRes{err: errs[i]}
+		for i, r := range b.reqs {
+			r.done <- writeRes{err: b.errs[i]}
 		}
 		return
 	}
 
-	serial, changes, err := db.runTx(ctx, batch, errs)
+	serial, changes, err := db.runTx(ctx, b)
 	if err != nil {
-		for i, r := range batch {
-			if errs[i] == nil {
-				errs[i] = fmt.Errorf("store: %s: %w", r.op, err)
+		for i, r := range b.reqs {
+			if b.errs[i] == nil {
+				b.errs[i] = fmt.Errorf("store: %s: %w", r.op, err)
 			}
 		}
 	}
 	if err == nil && len(changes) > 0 && db.cfg.OnCommit != nil {
 		db.cfg.OnCommit(changes)
 	}
-	for i, r := range batch {
-		if errs[i] != nil {
-			r.done <- writeRes{err: errs[i]}
+	for i, r := range b.reqs {
+		if b.errs[i] != nil {
+			r.done <- writeRes{err: b.errs[i]}
 		} else {
 			r.done <- writeRes{serial: serial}
 		}
 	}
 }
 
-// runTx runs the batch's transaction. errs holds, per request, the error it
-// got (nil = applied); a returned error means nothing was committed.
-func (db *DB) runTx(ctx context.Context, batch []*writeReq, errs []error) (serial int64, changes []zone.Change, err error) {
+// runTx runs the batch's transaction. b.errs holds, per request, the error
+// it got (nil = applied); a returned error means nothing was committed.
+//
+// Requests queued while the batch's requests run join the batch (up to
+// maxBatch) before it commits: they share its commit instead of waiting for
+// it and then paying for their own.
+func (db *DB) runTx(ctx context.Context, b *batch) (serial int64, changes []zone.Change, err error) {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, nil, fmt.Errorf("begin: %w", err)
@@ -249,13 +287,17 @@ func (db *DB) runTx(ctx context.Context, batch []*writeReq, errs []error) (seria
 		return 0, nil, fmt.Errorf("read serial: %w", err)
 	}
 	w.serial = cur + 1
-	for i, r := range batch {
-		if errs[i] != nil {
+	for i := 0; i < len(b.reqs); i++ {
+		if i == len(b.reqs)-1 {
+			db.fill(b)
+		}
+		r := b.reqs[i]
+		if b.errs[i] != nil {
 			continue
 		}
 		// Checked again: the request may have waited behind earlier ones.
 		if err := r.ctx.Err(); err != nil {
-			errs[i] = fmt.Errorf("store: %s: skipped: %w", r.op, err)
+			b.errs[i] = fmt.Errorf("store: %s: skipped: %w", r.op, err)
 			continue
 		}
 		if _, err := w.exec(qSavepoint); err != nil {
@@ -263,7 +305,7 @@ func (db *DB) runTx(ctx context.Context, batch []*writeReq, errs []error) (seria
 		}
 		mark := len(w.changes)
 		if ferr := r.fn(w); ferr != nil {
-			errs[i] = ferr
+			b.errs[i] = ferr
 			w.changes = w.changes[:mark]
 			if _, err := w.exec(qRollbackTo); err != nil {
 				return 0, nil, errors.Join(fmt.Errorf("rollback to savepoint: %w", err), ferr)

@@ -31,6 +31,13 @@ type AddRequest struct {
 	// holds that many values in the whole zone (ErrTooManyValues). Checked
 	// by the single writer, so concurrent requests cannot overshoot it.
 	MaxPerCreator int
+
+	// Audit, if set, is appended to the audit log in the same transaction
+	// as the value, and only if the value is stored: the request and its
+	// record cost one commit, and neither is durable without the other.
+	// When AddValue fails nothing of it is stored; recording the failure is
+	// the caller's job. A malformed event fails the request (ErrInvalid).
+	Audit *AuditEvent
 }
 
 // Record is one stored TXT value.
@@ -109,9 +116,16 @@ func (db *DB) AddValue(ctx context.Context, req AddRequest) (int64, error) {
 	if err := req.validate(); err != nil {
 		return 0, fmt.Errorf("store: add value at %q: %w: %w", req.Name, ErrInvalid, err)
 	}
+	audit, err := normalizedAudit(req.Audit)
+	if err != nil {
+		return 0, fmt.Errorf("store: add value at %q: %w: %w", req.Name, ErrInvalid, err)
+	}
 	return db.write(ctx, "add value", func(w *wtx) error {
 		if err := w.addValue(req); err != nil {
 			return fmt.Errorf("store: add value at %s: %w", req.Name, err)
+		}
+		if audit != nil {
+			return w.appendAudit(*audit)
 		}
 		return nil
 	})
@@ -134,7 +148,7 @@ func (w *wtx) addValue(req AddRequest) error {
 				ErrTooManyValues, count, limit)
 		}
 		if req.MaxPerCreator > 0 {
-			if err := w.queryRow(`SELECT count(*) FROM txt_values WHERE created_by = ?`, req.CreatedBy).Scan(&count); err != nil {
+			if err := w.queryRow(qCountCreator, req.CreatedBy).Scan(&count); err != nil {
 				return fmt.Errorf("count values of creator: %w", err)
 			}
 			if count >= req.MaxPerCreator {
@@ -154,10 +168,27 @@ func (w *wtx) addValue(req AddRequest) error {
 // serial returned is then the current one, which other writes committed in
 // the same batch may have moved).
 func (db *DB) RemoveValue(ctx context.Context, name, value string) (serial int64, removed bool, err error) {
+	return db.removeValue(ctx, name, value, nil)
+}
+
+// RemoveValueAudited is RemoveValue that also appends ev to the audit log,
+// in the same transaction and only if the removal succeeds (removing an
+// absent value succeeds): one commit for both. When it fails nothing of it
+// is stored; recording the failure is the caller's job. A malformed event
+// fails the request (ErrInvalid).
+func (db *DB) RemoveValueAudited(ctx context.Context, name, value string, ev AuditEvent) (serial int64, removed bool, err error) {
+	return db.removeValue(ctx, name, value, &ev)
+}
+
+func (db *DB) removeValue(ctx context.Context, name, value string, ev *AuditEvent) (serial int64, removed bool, err error) {
 	if err := ValidateName(name); err != nil {
 		return 0, false, fmt.Errorf("store: remove value at %q: %w: %w", name, ErrInvalid, err)
 	}
 	if err := zone.ValidateValue(value); err != nil {
+		return 0, false, fmt.Errorf("store: remove value at %s: %w: %w", name, ErrInvalid, err)
+	}
+	audit, err := normalizedAudit(ev)
+	if err != nil {
 		return 0, false, fmt.Errorf("store: remove value at %s: %w: %w", name, ErrInvalid, err)
 	}
 	serial, err = db.write(ctx, "remove value", func(w *wtx) error {
@@ -168,6 +199,11 @@ func (db *DB) RemoveValue(ctx context.Context, name, value string) (serial int64
 		n, err := res.RowsAffected()
 		if err != nil {
 			return fmt.Errorf("store: remove value at %s: %w", name, err)
+		}
+		if audit != nil {
+			if err := w.appendAudit(*audit); err != nil {
+				return err
+			}
 		}
 		if n > 0 {
 			removed = true
@@ -324,8 +360,7 @@ func (db *DB) CountValuesBy(ctx context.Context, createdBy string) (int, error) 
 // ListValues returns the values at name, ordered by value; none is not an
 // error. Expired values are listed until the sweep removes them.
 func (db *DB) ListValues(ctx context.Context, name string) ([]Record, error) {
-	recs, err := queryRecords(ctx, db.r, `SELECT name, value, ttl, created_at, expires_at, created_by
-		FROM txt_values WHERE name = ? ORDER BY value`, name)
+	recs, err := queryRecords(ctx, readQueryer{db}, qListValues, name)
 	if err != nil {
 		return nil, fmt.Errorf("store: list values at %s: %w", name, err)
 	}

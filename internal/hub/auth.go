@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/acmehub/acmehub/internal/ratelimit"
@@ -52,14 +53,19 @@ func (s *Service) Authenticate(ctx context.Context, cred secret.Token, source ne
 // authenticate does the checks; why says which failed, for the audit log
 // only (the client always sees the same answer).
 func (s *Service) authenticate(ctx context.Context, cred secret.Token, source netip.Addr) (Grant, string, error) {
-	tok, err := s.db.TokenByClientID(ctx, cred.ClientID)
-	var hash []byte
-	switch {
-	case err == nil:
-		hash = tok.SecretHash
-	case errors.Is(err, store.ErrNotFound):
-	default:
+	gens, err := s.db.Generations(ctx, store.GenTokens, store.GenPrincipals)
+	if err != nil {
 		return Grant{}, "", fmt.Errorf("look up token: %w", err)
+	}
+	gen := genKey{gens[0], gens[1]}
+	e, err := s.tokenEntry(ctx, gen, cred.ClientID)
+	if err != nil {
+		return Grant{}, "", err
+	}
+	tok := e.tok
+	var hash []byte
+	if e.found {
+		hash = tok.SecretHash
 	}
 	now := s.now()
 	switch {
@@ -74,37 +80,99 @@ func (s *Service) authenticate(ctx context.Context, cred secret.Token, source ne
 	case tok.PrincipalID == 0:
 		return Grant{}, "token has no principal", ErrUnauthenticated
 	}
-	p, err := s.db.Principal(ctx, tok.PrincipalID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return Grant{}, "principal deleted", ErrUnauthenticated
-	case err != nil:
-		return Grant{}, "", fmt.Errorf("look up principal: %w", err)
-	case !p.Enabled:
-		return Grant{}, "principal disabled", ErrUnauthenticated
-	}
-	rows, err := s.db.RoleAssignments(ctx, p.ID)
-	if err != nil {
-		return Grant{}, "", fmt.Errorf("look up roles: %w", err)
-	}
-	assignments := make([]Assignment, 0, len(rows))
-	for _, r := range rows {
-		a := Assignment{Role: Role(r.Role)}
-		if r.Domains != "" {
-			if a.Domains, err = rules.Parse(r.Domains); err != nil {
-				return Grant{}, "", fmt.Errorf("role assignment %d: %w", r.ID, err)
-			}
+	o := e.owner
+	if o == nil {
+		if o, err = s.loadOwner(ctx, tok.PrincipalID); err != nil {
+			return Grant{}, "", err
 		}
-		assignments = append(assignments, a)
+		withOwner := *e
+		withOwner.owner = o
+		s.tokens.put(gen, cred.ClientID, &withOwner)
+	}
+	switch {
+	case !o.found:
+		return Grant{}, "principal deleted", ErrUnauthenticated
+	case !o.p.Enabled:
+		return Grant{}, "principal disabled", ErrUnauthenticated
 	}
 	narrow := make([]Role, len(tok.Roles))
 	for i, r := range tok.Roles {
 		narrow[i] = Role(r)
 	}
 	return Grant{
-		Principal:   Principal{ID: p.ID, Name: p.Name, TokenID: tok.ClientID},
-		Assignments: Narrow(assignments, narrow),
+		Principal:   Principal{ID: o.p.ID, Name: o.p.Name, TokenID: tok.ClientID},
+		Assignments: Narrow(o.assignments, narrow),
 	}, "", nil
+}
+
+// maxTokenEntries bounds the authentication cache.
+const maxTokenEntries = 4096
+
+// tokenEntry is what the store holds for one client id, at the cache's
+// generations ("tokens" and "principals"): the token, if any, and once it
+// passed its own checks, its owner. Unknown client ids are cached too, so
+// they cost what a wrong secret for a known one costs.
+type tokenEntry struct {
+	tok   store.Token
+	found bool
+	owner *tokenOwner // nil until loaded
+}
+
+// tokenOwner is a token's principal and, if it is enabled, its role
+// assignments.
+type tokenOwner struct {
+	p           store.Principal
+	found       bool // false: the principal was deleted
+	assignments []Assignment
+}
+
+// tokenEntry returns the cached entry for clientID at gen, reading the
+// token from the store on a miss.
+func (s *Service) tokenEntry(ctx context.Context, gen genKey, clientID string) (*tokenEntry, error) {
+	if e, ok := s.tokens.get(gen, clientID); ok {
+		return e, nil
+	}
+	tok, err := s.db.TokenByClientID(ctx, clientID)
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrNotFound):
+		tok = store.Token{}
+	default:
+		return nil, fmt.Errorf("look up token: %w", err)
+	}
+	e := &tokenEntry{tok: tok, found: err == nil}
+	s.tokens.put(gen, clientID, e)
+	return e, nil
+}
+
+// loadOwner reads a principal and, if it is enabled, its role
+// assignments.
+func (s *Service) loadOwner(ctx context.Context, principalID int64) (*tokenOwner, error) {
+	p, err := s.db.Principal(ctx, principalID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &tokenOwner{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("look up principal: %w", err)
+	case !p.Enabled:
+		return &tokenOwner{p: p, found: true}, nil
+	}
+	rows, err := s.db.RoleAssignments(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("look up roles: %w", err)
+	}
+	assignments := make([]Assignment, 0, len(rows))
+	for _, r := range rows {
+		a := Assignment{Role: Role(r.Role)}
+		if r.Domains != "" {
+			if a.Domains, err = rules.Parse(r.Domains); err != nil {
+				return nil, fmt.Errorf("role assignment %d: %w", r.ID, err)
+			}
+		}
+		assignments = append(assignments, a)
+	}
+	// Grants share the slice: clipped, an append by one copies it.
+	return &tokenOwner{p: p, found: true, assignments: slices.Clip(assignments)}, nil
 }
 
 // sourceAllowed checks a token's CIDR allow-list; an empty list allows all.

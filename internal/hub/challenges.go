@@ -54,12 +54,19 @@ const ChallengeDNS01 = "dns-01"
 // Present publishes a value after applying the scope and the rules, creating
 // the domain's delegation on first use. It returns once the value is durable
 // and answered by this process's DNS server.
+//
+// The value and the audit event of its success are committed together;
+// any other outcome is audited on its own.
 func (s *Service) Present(ctx context.Context, g Grant, req PresentRequest) (Challenge, error) {
 	ch, cfg, err := s.present(ctx, g, req)
-	s.auditChallenge(ctx, g, "challenge.present", req.Source, ch, cfg, err)
+	if err != nil {
+		s.auditChallenge(ctx, g, "challenge.present", req.Source, ch, cfg, err)
+	}
 	return ch, err
 }
 
+// present does the work of Present; when it succeeds it has audited the
+// success.
 func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Challenge, store.ChallengeConfig, error) {
 	if req.Type != "" && req.Type != ChallengeDNS01 {
 		return Challenge{}, store.ChallengeConfig{}, fmt.Errorf("%w: challenge type %q (only dns-01)", ErrInvalid, req.Type)
@@ -72,11 +79,15 @@ func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Cha
 	if err != nil {
 		return Challenge{Domain: base}, store.ChallengeConfig{}, err
 	}
-	cfg, err := s.authorize(ctx, g, base)
+	gens, err := s.challengeGens(ctx)
+	if err != nil {
+		return Challenge{Domain: base}, store.ChallengeConfig{}, err
+	}
+	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
 	if err != nil {
 		return Challenge{Domain: base}, cfg, err
 	}
-	d, err := s.delegation(ctx, g, base, cfg)
+	d, err := s.delegation(ctx, g, base, cfg, gens.delegations)
 	if err != nil {
 		return Challenge{Domain: base}, cfg, err
 	}
@@ -84,22 +95,28 @@ func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Cha
 	if err != nil {
 		return Challenge{Domain: base}, cfg, err
 	}
+	ch := s.challenge(d, cfg, value, ttl, expires, true)
+	ev := s.challengeEvent(g, "challenge.present", req.Source, ch, cfg, nil)
 	_, err = s.db.AddValue(ctx, store.AddRequest{
 		Name: d.Name, Value: value, TTL: ttl, ExpiresAt: expires,
 		CreatedBy: g.Principal.Name, MaxPerCreator: s.cfg.MaxValuesPerPrincipal,
+		Audit: &ev,
 	})
 	if err != nil {
 		return Challenge{Domain: base}, cfg, storeError("add value", err)
 	}
 	_ = s.db.TouchDelegation(ctx, d.ID, s.now()) // best effort
-	return s.challenge(d, cfg, value, ttl, expires, true), cfg, nil
+	return ch, cfg, nil
 }
 
 // Cleanup removes one value for an identifier; removing what is not there
-// succeeds, so clients may retry.
+// succeeds, so clients may retry. A removal and the audit event of its
+// success are committed together; any other outcome is audited on its own.
 func (s *Service) Cleanup(ctx context.Context, g Grant, identifier, value string, source netip.Addr) (int, error) {
-	n, ch, cfg, err := s.cleanup(ctx, g, identifier, value)
-	s.auditChallenge(ctx, g, "challenge.cleanup", source, ch, cfg, err)
+	n, ch, cfg, audited, err := s.cleanup(ctx, g, identifier, value, source)
+	if !audited {
+		s.auditChallenge(ctx, g, "challenge.cleanup", source, ch, cfg, err)
+	}
 	return n, err
 }
 
@@ -112,35 +129,44 @@ func (s *Service) CleanupByID(ctx context.Context, g Grant, id string, source ne
 	return s.Cleanup(ctx, g, name, value, source)
 }
 
-func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string) (int, Challenge, store.ChallengeConfig, error) {
+// cleanup does the work of Cleanup; audited says whether the outcome was
+// audited together with the removal.
+func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string, source netip.Addr) (
+	n int, ch Challenge, cfg store.ChallengeConfig, audited bool, err error,
+) {
 	if err := zone.ValidateValue(value); err != nil {
-		return 0, Challenge{}, store.ChallengeConfig{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return 0, Challenge{}, store.ChallengeConfig{}, false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	base, err := s.baseDomain(ctx, identifier)
 	if err != nil {
-		return 0, Challenge{Domain: base}, store.ChallengeConfig{}, err
+		return 0, Challenge{Domain: base}, store.ChallengeConfig{}, false, err
 	}
-	cfg, err := s.authorize(ctx, g, base)
+	gens, err := s.challengeGens(ctx)
 	if err != nil {
-		return 0, Challenge{Domain: base}, cfg, err
+		return 0, Challenge{Domain: base}, store.ChallengeConfig{}, false, err
 	}
-	ch := Challenge{Domain: base, Value: value}
-	d, err := s.db.DelegationByDomain(ctx, base)
+	cfg, err = s.authorizeAt(ctx, g, base, gens.configs)
+	if err != nil {
+		return 0, Challenge{Domain: base}, cfg, false, err
+	}
+	ch = Challenge{Domain: base, Value: value}
+	d, err := s.delegationAt(ctx, gens.delegations, base)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, ch, cfg, nil // never presented: nothing to remove
+		return 0, ch, cfg, false, nil // never presented: nothing to remove
 	}
 	if err != nil {
-		return 0, ch, cfg, storeError("find delegation", err)
+		return 0, ch, cfg, false, storeError("find delegation", err)
 	}
 	ch = s.challenge(d, cfg, value, 0, time.Time{}, false)
-	_, removed, err := s.db.RemoveValue(ctx, d.Name, value)
+	ev := s.challengeEvent(g, "challenge.cleanup", source, ch, cfg, nil)
+	_, removed, err := s.db.RemoveValueAudited(ctx, d.Name, value, ev)
 	if err != nil {
-		return 0, ch, cfg, storeError("remove value", err)
+		return 0, ch, cfg, false, storeError("remove value", err)
 	}
 	if removed {
-		return 1, ch, cfg, nil
+		return 1, ch, cfg, true, nil
 	}
-	return 0, ch, cfg, nil
+	return 0, ch, cfg, true, nil
 }
 
 // Status reports whether the value a Present returned is still published.
@@ -153,11 +179,15 @@ func (s *Service) Status(ctx context.Context, g Grant, id string) (Challenge, er
 	if err != nil {
 		return Challenge{}, err
 	}
-	cfg, err := s.authorize(ctx, g, base)
+	gens, err := s.challengeGens(ctx)
 	if err != nil {
 		return Challenge{}, err
 	}
-	d, err := s.db.DelegationByDomain(ctx, base)
+	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
+	if err != nil {
+		return Challenge{}, err
+	}
+	d, err := s.delegationAt(ctx, gens.delegations, base)
 	if err != nil {
 		return Challenge{}, storeError("find delegation", err)
 	}
@@ -205,9 +235,10 @@ func (s *Service) baseDomain(ctx context.Context, identifier string) (string, er
 	return base, nil
 }
 
-// authorize applies the scope, then the rules, and returns the config.
-func (s *Service) authorize(ctx context.Context, g Grant, base string) (store.ChallengeConfig, error) {
-	cfgs, err := s.currentConfigs(ctx)
+// authorizeAt applies the scope, then the rules, and returns the config;
+// configsGen is the configs generation, read by the caller (challengeGens).
+func (s *Service) authorizeAt(ctx context.Context, g Grant, base string, configsGen int64) (store.ChallengeConfig, error) {
+	cfgs, err := s.configsAt(ctx, configsGen)
 	if err != nil {
 		return store.ChallengeConfig{}, err
 	}
@@ -223,9 +254,10 @@ func (s *Service) authorize(ctx context.Context, g Grant, base string) (store.Ch
 }
 
 // delegation returns the domain's delegation, creating it (with a new
-// unguessable label) on the first allowed request.
-func (s *Service) delegation(ctx context.Context, g Grant, base string, cfg store.ChallengeConfig) (store.Delegation, error) {
-	d, err := s.db.DelegationByDomain(ctx, base)
+// unguessable label) on the first allowed request. gen is the delegations
+// generation, read by the caller.
+func (s *Service) delegation(ctx context.Context, g Grant, base string, cfg store.ChallengeConfig, gen int64) (store.Delegation, error) {
+	d, err := s.delegationAt(ctx, gen, base)
 	if err == nil {
 		return d, nil
 	}
@@ -261,8 +293,14 @@ func (s *Service) challenge(d store.Delegation, cfg store.ChallengeConfig, value
 }
 
 func (s *Service) auditChallenge(ctx context.Context, g Grant, action string, source netip.Addr, ch Challenge, cfg store.ChallengeConfig, err error) {
+	s.audit(ctx, s.challengeEvent(g, action, source, ch, cfg, err))
+}
+
+// challengeEvent is the audit event of a challenge operation that ended
+// with err.
+func (s *Service) challengeEvent(g Grant, action string, source netip.Addr, ch Challenge, cfg store.ChallengeConfig, err error) store.AuditEvent {
 	ev := store.AuditEvent{
-		PrincipalID: g.Principal.ID, TokenID: g.Principal.TokenID, Source: source.String(),
+		At: s.now(), PrincipalID: g.Principal.ID, TokenID: g.Principal.TokenID, Source: source.String(),
 		Action: action, Target: ch.Target, Domain: ch.Domain, ConfigID: cfg.ID, Result: "ok",
 	}
 	switch {
@@ -274,7 +312,7 @@ func (s *Service) auditChallenge(ctx context.Context, g Grant, action string, so
 	default:
 		ev.Result, ev.Detail = "error", "internal error"
 	}
-	s.audit(ctx, ev)
+	return ev
 }
 
 // challengeValue returns the TXT value to publish.

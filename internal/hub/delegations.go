@@ -78,7 +78,11 @@ func (s *Service) createDelegation(ctx context.Context, g Grant, domain string) 
 	if err != nil {
 		return Delegation{Domain: base}, false, 0, err
 	}
-	cfg, err := s.authorize(ctx, g, base)
+	gens, err := s.challengeGens(ctx)
+	if err != nil {
+		return Delegation{Domain: base}, false, 0, err
+	}
+	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
 	if err != nil {
 		return Delegation{Domain: base}, false, cfg.ID, err
 	}
@@ -87,7 +91,7 @@ func (s *Service) createDelegation(ctx context.Context, g Grant, domain string) 
 	if err != nil && !created {
 		return Delegation{Domain: base}, false, cfg.ID, storeError("find delegation", err)
 	}
-	sd, err := s.delegation(ctx, g, base, cfg)
+	sd, err := s.delegation(ctx, g, base, cfg, gens.delegations)
 	if err != nil {
 		return Delegation{Domain: base}, false, cfg.ID, err
 	}

@@ -36,6 +36,7 @@ type Config struct {
 type Store interface {
 	AddValue(ctx context.Context, req store.AddRequest) (int64, error)
 	RemoveValue(ctx context.Context, name, value string) (serial int64, removed bool, err error)
+	RemoveValueAudited(ctx context.Context, name, value string, ev store.AuditEvent) (serial int64, removed bool, err error)
 	RemoveAllValues(ctx context.Context, name string) (serial int64, removed int, err error)
 	ListValues(ctx context.Context, name string) ([]store.Record, error)
 	ListAll(ctx context.Context, afterName string, limit int) ([]store.Record, error)
@@ -45,6 +46,7 @@ type Store interface {
 	RoleAssignments(ctx context.Context, principalID int64) ([]store.RoleAssignment, error)
 	ListConfigs(ctx context.Context) ([]store.ChallengeConfig, error)
 	Generation(ctx context.Context, name string) (int64, error)
+	Generations(ctx context.Context, names ...string) ([]int64, error)
 	CreateDelegation(ctx context.Context, d store.Delegation) (store.Delegation, bool, error)
 	DelegationByDomain(ctx context.Context, domain string) (store.Delegation, error)
 	DelegationByName(ctx context.Context, nameOrLabel string) (store.Delegation, error)
@@ -68,6 +70,12 @@ type Service struct {
 
 	mu      sync.Mutex
 	configs *configCache
+
+	// tokens caches authentication by client id, delegations the
+	// challenge operations' delegation lookups by base domain; both are
+	// checked against the store's generations on every request.
+	tokens      *genCache[*tokenEntry]
+	delegations *genCache[delegationEntry]
 }
 
 // configCache is the managed challenge configs at one generation, with
@@ -86,7 +94,10 @@ func New(db Store, kr *secret.Keyring, cfg Config) *Service {
 	if cfg.Failures == (ratelimit.Config{}) {
 		cfg.Failures = failureLimits
 	}
-	return &Service{db: db, kr: kr, cfg: cfg, log: cfg.Logger, now: time.Now, failures: ratelimit.New(cfg.Failures)}
+	return &Service{
+		db: db, kr: kr, cfg: cfg, log: cfg.Logger, now: time.Now, failures: ratelimit.New(cfg.Failures),
+		tokens: newGenCache[*tokenEntry](maxTokenEntries), delegations: newGenCache[delegationEntry](maxDelegationEntries),
+	}
 }
 
 // currentConfigs returns the configs, reloading them when their generation
@@ -96,6 +107,11 @@ func (s *Service) currentConfigs(ctx context.Context) (*configCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configs generation: %w", err)
 	}
+	return s.configsAt(ctx, gen)
+}
+
+// configsAt returns the configs at generation gen, read before calling.
+func (s *Service) configsAt(ctx context.Context, gen int64) (*configCache, error) {
 	s.mu.Lock()
 	c := s.configs
 	s.mu.Unlock()
@@ -126,6 +142,51 @@ func (s *Service) currentConfigs(ctx context.Context) (*configCache, error) {
 	}
 	s.mu.Unlock()
 	return c, nil
+}
+
+// challengeGens are the generations of the tables the challenge
+// operations cache, read in one query before reading either.
+type challengeGens struct {
+	configs, delegations int64
+}
+
+func (s *Service) challengeGens(ctx context.Context) (challengeGens, error) {
+	gens, err := s.db.Generations(ctx, store.GenConfigs, store.GenDelegations)
+	if err != nil {
+		return challengeGens{}, fmt.Errorf("configs generation: %w", err)
+	}
+	return challengeGens{configs: gens[0], delegations: gens[1]}, nil
+}
+
+// maxDelegationEntries bounds the delegation cache.
+const maxDelegationEntries = 16384
+
+// delegationEntry is a domain's delegation, or its absence.
+type delegationEntry struct {
+	d     store.Delegation
+	found bool
+}
+
+// delegationAt returns the delegation of base like store.DelegationByDomain
+// (ErrNotFound when there is none), through the cache at generation gen.
+// LastUsedAt of a cached delegation may lag: touching does not bump the
+// generation.
+func (s *Service) delegationAt(ctx context.Context, gen int64, base string) (store.Delegation, error) {
+	key := genKey{gen}
+	if e, ok := s.delegations.get(key, base); ok {
+		if !e.found {
+			return store.Delegation{}, fmt.Errorf("delegation of %s: %w", base, store.ErrNotFound)
+		}
+		return e.d, nil
+	}
+	d, err := s.db.DelegationByDomain(ctx, base)
+	switch {
+	case err == nil:
+		s.delegations.put(key, base, delegationEntry{d: d, found: true})
+	case errors.Is(err, store.ErrNotFound):
+		s.delegations.put(key, base, delegationEntry{})
+	}
+	return d, err
 }
 
 // Ready reports whether the database answers.
