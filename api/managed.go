@@ -11,9 +11,9 @@ import (
 	"github.com/acmehub/acmehub/internal/hub"
 )
 
-// managedChallengeJSON is a managed challenge config on the wire; ttl and
+// ManagedChallengeJSON is a managed challenge config on the wire; ttl and
 // lifetime are seconds, 0 meaning the server's defaults.
-type managedChallengeJSON struct {
+type ManagedChallengeJSON struct {
 	ID            int64     `json:"id"`
 	Name          string    `json:"name"`
 	ChallengeType string    `json:"challenge_type"`
@@ -37,8 +37,9 @@ type managedChallengeRequest struct {
 	Lifetime      int64  `json:"lifetime"`
 }
 
-func toManagedJSON(c hub.ManagedChallenge) managedChallengeJSON {
-	return managedChallengeJSON{
+// ToManagedJSON is a managed challenge config in its wire form (shared with the CLI's --json).
+func ToManagedJSON(c hub.ManagedChallenge) ManagedChallengeJSON {
+	return ManagedChallengeJSON{
 		ID: c.ID, Name: c.Name, ChallengeType: c.ChallengeType, Provider: c.Provider, Rule: c.Rule,
 		TTL: int64(c.TTL / time.Second), Lifetime: int64(c.Lifetime / time.Second),
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), CreatedBy: c.CreatedBy,
@@ -76,7 +77,7 @@ func (a *API) createManaged(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/managed-challenges/"+strconv.FormatInt(c.ID, 10))
-	writeJSON(w, http.StatusCreated, toManagedJSON(c))
+	writeJSON(w, http.StatusCreated, ToManagedJSON(c))
 }
 
 func (a *API) listManaged(w http.ResponseWriter, r *http.Request) {
@@ -85,9 +86,9 @@ func (a *API) listManaged(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	out := make([]managedChallengeJSON, 0, len(cs))
+	out := make([]ManagedChallengeJSON, 0, len(cs))
 	for _, c := range cs {
-		out = append(out, toManagedJSON(c))
+		out = append(out, ToManagedJSON(c))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"managed_challenges": out})
 }
@@ -102,7 +103,7 @@ func (a *API) getManaged(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	writeJSON(w, http.StatusOK, toManagedJSON(c))
+	writeJSON(w, http.StatusOK, ToManagedJSON(c))
 }
 
 func (a *API) updateManaged(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +125,7 @@ func (a *API) updateManaged(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	writeJSON(w, http.StatusOK, toManagedJSON(c))
+	writeJSON(w, http.StatusOK, ToManagedJSON(c))
 }
 
 func (a *API) deleteManaged(w http.ResponseWriter, r *http.Request) {
@@ -139,9 +140,9 @@ func (a *API) deleteManaged(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// delegationJSON is a delegation on the wire, with the CNAME record the
+// DelegationJSON is a delegation on the wire, with the CNAME record the
 // domain's owner adds.
-type delegationJSON struct {
+type DelegationJSON struct {
 	ID               int64      `json:"id"`
 	Domain           string     `json:"domain"`
 	Label            string     `json:"label"`
@@ -152,11 +153,11 @@ type delegationJSON struct {
 	CreatedAt        time.Time  `json:"created_at"`
 	CreatedBy        string     `json:"created_by"`
 	LastUsedAt       *time.Time `json:"last_used_at,omitempty"`
-	CNAME            cnameJSON  `json:"cname"`
+	CNAME            CNAMEJSON  `json:"cname"`
 }
 
-// cnameJSON is the record to add, as fields and as a zone file line.
-type cnameJSON struct {
+// CNAMEJSON is the record to add, as fields and as a zone file line.
+type CNAMEJSON struct {
 	Name     string `json:"name"`
 	Type     string `json:"type"`
 	Target   string `json:"target"`
@@ -173,11 +174,12 @@ type moveDelegationRequest struct {
 	ConfigID int64 `json:"managed_challenge_id"`
 }
 
-func toDelegationJSON(d hub.Delegation) delegationJSON {
-	return delegationJSON{
+// ToDelegationJSON is a delegation in its wire form, with the CNAME to add.
+func ToDelegationJSON(d hub.Delegation) DelegationJSON {
+	return DelegationJSON{
 		ID: d.ID, Domain: d.Domain, Label: d.Label, Target: d.Target, ConfigID: d.ConfigID, Config: d.ConfigName,
 		OwnerPrincipalID: d.OwnerPrincipalID, CreatedAt: d.CreatedAt.UTC(), CreatedBy: d.CreatedBy, LastUsedAt: optTime(d.LastUsedAt),
-		CNAME: cnameJSON{Name: d.CNAME.Name, Type: d.CNAME.Type, Target: d.CNAME.Target, ZoneLine: d.CNAME.ZoneLine()},
+		CNAME: CNAMEJSON{Name: d.CNAME.Name, Type: d.CNAME.Type, Target: d.CNAME.Target, ZoneLine: d.CNAME.ZoneLine()},
 	}
 }
 
@@ -200,7 +202,7 @@ func (a *API) createDelegation(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	w.Header().Set("Location", "/api/v1/delegations/"+url.PathEscape(d.Domain))
-	writeJSON(w, status, toDelegationJSON(d))
+	writeJSON(w, status, ToDelegationJSON(d))
 }
 
 func (a *API) listDelegations(w http.ResponseWriter, r *http.Request) {
@@ -218,9 +220,9 @@ func (a *API) listDelegations(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, "")
 		return
 	}
-	out := make([]delegationJSON, 0, len(ds))
+	out := make([]DelegationJSON, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, toDelegationJSON(d))
+		out = append(out, ToDelegationJSON(d))
 	}
 	resp := map[string]any{"delegations": out}
 	if next != 0 {
@@ -235,7 +237,7 @@ func (a *API) getDelegation(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, "")
 		return
 	}
-	writeJSON(w, http.StatusOK, toDelegationJSON(d))
+	writeJSON(w, http.StatusOK, ToDelegationJSON(d))
 }
 
 func (a *API) deleteDelegation(w http.ResponseWriter, r *http.Request) {
@@ -260,5 +262,5 @@ func (a *API) moveDelegation(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, "")
 		return
 	}
-	writeJSON(w, http.StatusOK, toDelegationJSON(d))
+	writeJSON(w, http.StatusOK, ToDelegationJSON(d))
 }

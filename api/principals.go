@@ -8,8 +8,8 @@ import (
 	"github.com/acmehub/acmehub/internal/hub"
 )
 
-// principalJSON is a principal on the wire.
-type principalJSON struct {
+// PrincipalJSON is a principal on the wire.
+type PrincipalJSON struct {
 	ID          int64      `json:"id"`
 	Kind        string     `json:"kind"`
 	Name        string     `json:"name"`
@@ -17,12 +17,12 @@ type principalJSON struct {
 	Enabled     bool       `json:"enabled"`
 	CreatedAt   time.Time  `json:"created_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
-	Roles       []roleJSON `json:"roles"`
+	Roles       []RoleJSON `json:"roles"`
 }
 
-// roleJSON is a role assignment on the wire; domains "" means every
+// RoleJSON is a role assignment on the wire; domains "" means every
 // domain.
-type roleJSON struct {
+type RoleJSON struct {
 	ID          int64     `json:"id"`
 	PrincipalID int64     `json:"principal_id"`
 	Role        string    `json:"role"`
@@ -52,19 +52,21 @@ type addRoleRequest struct {
 	Domains string `json:"domains"`
 }
 
-func toPrincipalJSON(p hub.PrincipalInfo) principalJSON {
-	out := principalJSON{
+// ToPrincipalJSON is a principal in its wire form (shared with the CLI's --json).
+func ToPrincipalJSON(p hub.PrincipalInfo) PrincipalJSON {
+	out := PrincipalJSON{
 		ID: p.ID, Kind: p.Kind, Name: p.Name, Description: p.Description, Enabled: p.Enabled,
-		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(), Roles: make([]roleJSON, 0, len(p.Roles)),
+		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(), Roles: make([]RoleJSON, 0, len(p.Roles)),
 	}
 	for _, r := range p.Roles {
-		out.Roles = append(out.Roles, toRoleJSON(r))
+		out.Roles = append(out.Roles, ToRoleJSON(r))
 	}
 	return out
 }
 
-func toRoleJSON(r hub.RoleAssignment) roleJSON {
-	return roleJSON{ID: r.ID, PrincipalID: r.PrincipalID, Role: string(r.Role), Domains: r.Domains, CreatedAt: r.CreatedAt.UTC()}
+// ToRoleJSON is a role assignment in its wire form.
+func ToRoleJSON(r hub.RoleAssignment) RoleJSON {
+	return RoleJSON{ID: r.ID, PrincipalID: r.PrincipalID, Role: string(r.Role), Domains: r.Domains, CreatedAt: r.CreatedAt.UTC()}
 }
 
 func (a *API) createPrincipal(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +82,7 @@ func (a *API) createPrincipal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/principals/"+strconv.FormatInt(p.ID, 10))
-	writeJSON(w, http.StatusCreated, toPrincipalJSON(p))
+	writeJSON(w, http.StatusCreated, ToPrincipalJSON(p))
 }
 
 func (a *API) listPrincipals(w http.ResponseWriter, r *http.Request) {
@@ -89,9 +91,9 @@ func (a *API) listPrincipals(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	out := make([]principalJSON, 0, len(ps))
+	out := make([]PrincipalJSON, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, toPrincipalJSON(p))
+		out = append(out, ToPrincipalJSON(p))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"principals": out})
 }
@@ -106,7 +108,7 @@ func (a *API) getPrincipal(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	writeJSON(w, http.StatusOK, toPrincipalJSON(p))
+	writeJSON(w, http.StatusOK, ToPrincipalJSON(p))
 }
 
 func (a *API) updatePrincipal(w http.ResponseWriter, r *http.Request) {
@@ -125,7 +127,7 @@ func (a *API) updatePrincipal(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	writeJSON(w, http.StatusOK, toPrincipalJSON(p))
+	writeJSON(w, http.StatusOK, ToPrincipalJSON(p))
 }
 
 func (a *API) deletePrincipal(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +157,7 @@ func (a *API) addRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/principals/"+strconv.FormatInt(id, 10)+"/roles/"+strconv.FormatInt(ra.ID, 10))
-	writeJSON(w, http.StatusCreated, toRoleJSON(ra))
+	writeJSON(w, http.StatusCreated, ToRoleJSON(ra))
 }
 
 func (a *API) listRoles(w http.ResponseWriter, r *http.Request) {
@@ -168,9 +170,9 @@ func (a *API) listRoles(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	out := make([]roleJSON, 0, len(rs))
+	out := make([]RoleJSON, 0, len(rs))
 	for _, ra := range rs {
-		out = append(out, toRoleJSON(ra))
+		out = append(out, ToRoleJSON(ra))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"roles": out})
 }

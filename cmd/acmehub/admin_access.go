@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/internal/hub"
 )
 
@@ -49,7 +50,7 @@ func principalCreate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toPrincipalJSON(p))
+			return s.printJSON(api.ToPrincipalJSON(p))
 		}
 		fmt.Fprintf(s.stdout, "created principal %q (id %d, %s, %s)\n", p.Name, p.ID, p.Kind, enabledWord(p.Enabled))
 		return nil
@@ -67,9 +68,9 @@ func principalList(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			out := make([]principalJSON, 0, len(ps))
+			out := make([]api.PrincipalJSON, 0, len(ps))
 			for _, p := range ps {
-				out = append(out, toPrincipalJSON(p))
+				out = append(out, api.ToPrincipalJSON(p))
 			}
 			return s.printJSON(out)
 		}
@@ -104,9 +105,9 @@ func principalShow(ctx context.Context, args []string, e env) error {
 		now := time.Now()
 		if s.json {
 			out := struct {
-				principalJSON
+				api.PrincipalJSON
 				Tokens []tokenJSON `json:"tokens"`
-			}{principalJSON: toPrincipalJSON(p), Tokens: make([]tokenJSON, 0, len(toks))}
+			}{PrincipalJSON: api.ToPrincipalJSON(p), Tokens: make([]tokenJSON, 0, len(toks))}
 			for _, t := range toks {
 				out.Tokens = append(out.Tokens, toTokenJSON(t, p.Name, now))
 			}
@@ -143,7 +144,7 @@ func principalUpdate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toPrincipalJSON(p))
+			return s.printJSON(api.ToPrincipalJSON(p))
 		}
 		fmt.Fprintf(s.stdout, "updated principal %q\n", p.Name)
 		return nil
@@ -171,7 +172,7 @@ func principalSetEnabled(ctx context.Context, args []string, e env, enabled bool
 			return err
 		}
 		if s.json {
-			return s.printJSON(toPrincipalJSON(p))
+			return s.printJSON(api.ToPrincipalJSON(p))
 		}
 		fmt.Fprintf(s.stdout, "principal %q is %s\n", p.Name, enabledWord(p.Enabled))
 		return nil
@@ -198,7 +199,7 @@ func principalDelete(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toPrincipalJSON(p))
+			return s.printJSON(api.ToPrincipalJSON(p))
 		}
 		fmt.Fprintf(s.stdout, "deleted principal %q with its role assignments and tokens\n", p.Name)
 		return nil
@@ -241,7 +242,7 @@ func roleAdd(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toRoleJSON(a))
+			return s.printJSON(api.ToRoleJSON(a))
 		}
 		fmt.Fprintf(s.stdout, "principal %q now holds %s (assignment id %d)\n", *principal, roleText(a), a.ID)
 		return nil
@@ -267,9 +268,9 @@ func roleList(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			out := make([]roleJSON, 0, len(as))
+			out := make([]api.RoleJSON, 0, len(as))
 			for _, a := range as {
-				out = append(out, toRoleJSON(a))
+				out = append(out, api.ToRoleJSON(a))
 			}
 			return s.printJSON(out)
 		}
@@ -313,7 +314,7 @@ func roleRemove(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toRoleJSON(removed))
+			return s.printJSON(api.ToRoleJSON(removed))
 		}
 		fmt.Fprintf(s.stdout, "removed %s from principal %q\n", roleText(removed), *principal)
 		return nil

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/zone"
 	"github.com/acmehub/acmehub/store"
@@ -90,7 +91,7 @@ func managedCreate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toManagedJSON(m))
+			return s.printJSON(api.ToManagedJSON(m))
 		}
 		fmt.Fprintf(s.stdout, "created managed challenge %q (id %d): %s for %s\n", m.Name, m.ID, m.Provider, m.Rule)
 		return nil
@@ -108,9 +109,9 @@ func managedList(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			out := make([]managedChallengeJSON, 0, len(ms))
+			out := make([]api.ManagedChallengeJSON, 0, len(ms))
 			for _, m := range ms {
-				out = append(out, toManagedJSON(m))
+				out = append(out, api.ToManagedJSON(m))
 			}
 			return s.printJSON(out)
 		}
@@ -144,7 +145,7 @@ func managedShow(ctx context.Context, args []string, e env) error {
 
 func (s *adminSession) printManaged(m hub.ManagedChallenge) error {
 	if s.json {
-		return s.printJSON(toManagedJSON(m))
+		return s.printJSON(api.ToManagedJSON(m))
 	}
 	fmt.Fprintf(s.stdout, "name:       %s\nid:         %d\ntype:       %s\nprovider:   %s\nrule:       %s\nttl:        %s\n"+
 		"lifetime:   %s\ncreated:    %s by %s\nupdated:    %s\n",
@@ -202,7 +203,7 @@ func managedUpdate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toManagedJSON(m))
+			return s.printJSON(api.ToManagedJSON(m))
 		}
 		fmt.Fprintf(s.stdout, "updated managed challenge %q (id %d): %s for %s\n", m.Name, m.ID, m.Provider, m.Rule)
 		return nil
@@ -230,7 +231,7 @@ func managedDelete(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		if s.json {
-			return s.printJSON(toManagedJSON(m))
+			return s.printJSON(api.ToManagedJSON(m))
 		}
 		fmt.Fprintf(s.stdout, "deleted managed challenge %q\n", m.Name)
 		return nil

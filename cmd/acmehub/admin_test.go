@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/secret"
 	"github.com/acmehub/acmehub/internal/zone"
@@ -83,7 +84,7 @@ func TestAdminCLIFreshInstall(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", st, err)
 	}
-	var ps []principalJSON
+	var ps []api.PrincipalJSON
 	cliJSON(t, dir, &ps, "principal", "list")
 	if len(ps) != 1 || ps[0].Name != "admin" || len(ps[0].Roles) != 1 || ps[0].Roles[0].Role != "admin" || ps[0].Roles[0].Domains != "" {
 		t.Fatalf("a fresh install should hold the bootstrap admin principal: %+v", ps)
@@ -137,7 +138,7 @@ func TestAdminCLIWorkflow(t *testing.T) {
 	}
 
 	// Lists parse and show what was made.
-	var ps []principalJSON
+	var ps []api.PrincipalJSON
 	cliJSON(t, dir, &ps, "principal", "list")
 	if len(ps) != 2 || ps[1].Name != "shop" || ps[1].Kind != "app" || len(ps[1].Roles) != 1 || ps[1].Roles[0].Domains != "*.example.org" {
 		t.Fatalf("principal list: %+v", ps)
@@ -147,7 +148,7 @@ func TestAdminCLIWorkflow(t *testing.T) {
 	if len(toks) != 2 {
 		t.Fatalf("token list: %+v", toks)
 	}
-	var ms []managedChallengeJSON
+	var ms []api.ManagedChallengeJSON
 	cliJSON(t, dir, &ms, "managed-challenge", "list")
 	if len(ms) != 1 || ms[0].Rule != "*.example.org" || ms[0].TTL != 30 || ms[0].Provider != "delegated" || !strings.HasPrefix(ms[0].CreatedBy, "cli:") {
 		t.Fatalf("managed-challenge list: %+v", ms)
@@ -175,7 +176,7 @@ func TestAdminCLIWorkflow(t *testing.T) {
 	// Disable, enable, role removal, revocation, deletion.
 	mustCLI(t, dir, "principal", "disable", "shop")
 	var p struct {
-		principalJSON
+		api.PrincipalJSON
 		Tokens []tokenJSON `json:"tokens"`
 	}
 	cliJSON(t, dir, &p, "principal", "show", "shop")
@@ -189,7 +190,7 @@ func TestAdminCLIWorkflow(t *testing.T) {
 		t.Fatalf("token revoke: %+v", revoked)
 	}
 	mustCLI(t, dir, "role", "remove", "--principal", "shop", "--id", itoa(p.Roles[0].ID))
-	var roles []roleJSON
+	var roles []api.RoleJSON
 	cliJSON(t, dir, &roles, "role", "list", "--principal", "shop")
 	if len(roles) != 0 {
 		t.Fatalf("roles after remove: %+v", roles)
@@ -279,7 +280,7 @@ func TestAdminCLITieRefused(t *testing.T) {
 	if r := runCLI(t, dir, "managed-challenge", "update", "second", "--rule", "*.example.org"); r.err == nil || !strings.Contains(r.err.Error(), "ties with") {
 		t.Fatalf("a tying update was not refused: %v", r.err)
 	}
-	var ms []managedChallengeJSON
+	var ms []api.ManagedChallengeJSON
 	cliJSON(t, dir, &ms, "managed-challenge", "list")
 	if len(ms) != 2 || ms[1].Rule != "example.net" {
 		t.Fatalf("configs after the refusals: %+v", ms)

@@ -3,30 +3,13 @@ package main
 import (
 	"time"
 
+	"github.com/acmehub/acmehub/api"
+
 	"github.com/acmehub/acmehub/internal/hub"
 )
 
 // The --json output of the admin commands uses the field names of the
 // HTTP admin API (see api/openapi.yaml), so scripts can use either.
-
-type principalJSON struct {
-	ID          int64      `json:"id"`
-	Kind        string     `json:"kind"`
-	Name        string     `json:"name"`
-	Description string     `json:"description"`
-	Enabled     bool       `json:"enabled"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	Roles       []roleJSON `json:"roles"`
-}
-
-type roleJSON struct {
-	ID          int64     `json:"id"`
-	PrincipalID int64     `json:"principal_id"`
-	Role        string    `json:"role"`
-	Domains     string    `json:"domains"` // "": every domain
-	CreatedAt   time.Time `json:"created_at"`
-}
 
 type tokenJSON struct {
 	ClientID    string     `json:"client_id"`
@@ -50,41 +33,6 @@ type issuedTokenJSON struct {
 	ClientSecret string `json:"client_secret"`
 }
 
-type managedChallengeJSON struct {
-	ID            int64     `json:"id"`
-	Name          string    `json:"name"`
-	ChallengeType string    `json:"challenge_type"`
-	Provider      string    `json:"provider"`
-	Rule          string    `json:"rule"`
-	TTL           int64     `json:"ttl"`      // seconds; 0: the server's default
-	Lifetime      int64     `json:"lifetime"` // seconds; 0: the server's default
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
-	CreatedBy     string    `json:"created_by"`
-}
-
-type delegationJSON struct {
-	ID               int64      `json:"id"`
-	Domain           string     `json:"domain"`
-	Label            string     `json:"label"`
-	Target           string     `json:"target"`
-	ConfigID         int64      `json:"managed_challenge_id,omitempty"`
-	Config           string     `json:"managed_challenge,omitempty"`
-	OwnerPrincipalID int64      `json:"owner_principal_id,omitempty"`
-	CreatedAt        time.Time  `json:"created_at"`
-	CreatedBy        string     `json:"created_by"`
-	LastUsedAt       *time.Time `json:"last_used_at,omitempty"`
-	CNAME            cnameJSON  `json:"cname"`
-	Created          *bool      `json:"created,omitempty"` // delegation create only
-}
-
-type cnameJSON struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"`
-	Target   string `json:"target"`
-	ZoneLine string `json:"zone_line"`
-}
-
 type auditEventJSON struct {
 	ID          int64     `json:"id"`
 	At          time.Time `json:"at"`
@@ -98,21 +46,6 @@ type auditEventJSON struct {
 	ConfigID    int64     `json:"managed_challenge_id,omitempty"`
 	Result      string    `json:"result"`
 	Detail      string    `json:"detail,omitempty"`
-}
-
-func toPrincipalJSON(p hub.PrincipalInfo) principalJSON {
-	out := principalJSON{
-		ID: p.ID, Kind: p.Kind, Name: p.Name, Description: p.Description, Enabled: p.Enabled,
-		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(), Roles: make([]roleJSON, 0, len(p.Roles)),
-	}
-	for _, r := range p.Roles {
-		out.Roles = append(out.Roles, toRoleJSON(r))
-	}
-	return out
-}
-
-func toRoleJSON(r hub.RoleAssignment) roleJSON {
-	return roleJSON{ID: r.ID, PrincipalID: r.PrincipalID, Role: string(r.Role), Domains: r.Domains, CreatedAt: r.CreatedAt.UTC()}
 }
 
 func toTokenJSON(t hub.TokenInfo, owner string, now time.Time) tokenJSON {
@@ -137,22 +70,6 @@ func tokenStatus(t hub.TokenInfo, now time.Time) string {
 	return "active"
 }
 
-func toManagedJSON(c hub.ManagedChallenge) managedChallengeJSON {
-	return managedChallengeJSON{
-		ID: c.ID, Name: c.Name, ChallengeType: c.ChallengeType, Provider: c.Provider, Rule: c.Rule,
-		TTL: int64(c.TTL / time.Second), Lifetime: int64(c.Lifetime / time.Second),
-		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), CreatedBy: c.CreatedBy,
-	}
-}
-
-func toDelegationJSON(d hub.Delegation) delegationJSON {
-	return delegationJSON{
-		ID: d.ID, Domain: d.Domain, Label: d.Label, Target: d.Target, ConfigID: d.ConfigID, Config: d.ConfigName,
-		OwnerPrincipalID: d.OwnerPrincipalID, CreatedAt: d.CreatedAt.UTC(), CreatedBy: d.CreatedBy, LastUsedAt: optTime(d.LastUsedAt),
-		CNAME: cnameJSON{Name: d.CNAME.Name, Type: d.CNAME.Type, Target: d.CNAME.Target, ZoneLine: d.CNAME.ZoneLine()},
-	}
-}
-
 func toAuditJSON(e hub.AuditEvent, principal string) auditEventJSON {
 	return auditEventJSON{
 		ID: e.ID, At: e.At.UTC(), PrincipalID: e.PrincipalID, Principal: principal, TokenID: e.TokenID, Source: e.Source,
@@ -167,4 +84,14 @@ func optTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// delegationJSON is the API's delegation, plus whether a create made it.
+type delegationJSON struct {
+	api.DelegationJSON
+	Created *bool `json:"created,omitempty"` // delegation create only
+}
+
+func toDelegationJSON(d hub.Delegation) delegationJSON {
+	return delegationJSON{DelegationJSON: api.ToDelegationJSON(d)}
 }
