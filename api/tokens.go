@@ -10,8 +10,9 @@ import (
 	"github.com/acmehub/acmehub/internal/hub"
 )
 
-// tokenJSON is an API token on the wire: never its secret or hash.
-type tokenJSON struct {
+// TokenJSON is an API token on the wire: never its secret or hash. The
+// CLI's --json output uses it too.
+type TokenJSON struct {
 	ClientID    string     `json:"client_id"`
 	PrincipalID int64      `json:"principal_id"`
 	Title       string     `json:"title"`
@@ -28,7 +29,7 @@ type tokenJSON struct {
 // issuedTokenJSON is the answer to POST /api/v1/tokens: the token and,
 // this once, its secret, alone and in the bearer form.
 type issuedTokenJSON struct {
-	tokenJSON
+	TokenJSON
 	Token        string `json:"token"`         // "<client_id>.<client_secret>", for Authorization: Bearer
 	ClientSecret string `json:"client_secret"` // for X-Client-Secret or HTTP Basic
 }
@@ -46,22 +47,28 @@ type createTokenRequest struct {
 	ExpiresIn   int64      `json:"expires_in"`
 }
 
-func toTokenJSON(t hub.TokenInfo, now time.Time) tokenJSON {
-	out := tokenJSON{
+// ToTokenJSON is a token in its wire form, its status judged at now.
+func ToTokenJSON(t hub.TokenInfo, now time.Time) TokenJSON {
+	out := TokenJSON{
 		ClientID: t.ClientID, PrincipalID: t.PrincipalID, Title: t.Title, Description: t.Description,
-		Roles: make([]string, 0, len(t.Roles)), AllowCIDRs: append([]string{}, t.AllowCIDRs...), Status: "active",
+		Roles: make([]string, 0, len(t.Roles)), AllowCIDRs: append([]string{}, t.AllowCIDRs...), Status: TokenStatus(t, now),
 		CreatedAt: t.CreatedAt.UTC(), ExpiresAt: optTime(t.ExpiresAt), RevokedAt: optTime(t.RevokedAt), LastUsedAt: optTime(t.LastUsedAt),
 	}
 	for _, r := range t.Roles {
 		out.Roles = append(out.Roles, string(r))
 	}
+	return out
+}
+
+// TokenStatus is "revoked", "expired" or "active" at now.
+func TokenStatus(t hub.TokenInfo, now time.Time) string {
 	switch {
 	case !t.RevokedAt.IsZero():
-		out.Status = "revoked"
+		return "revoked"
 	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
-		out.Status = "expired"
+		return "expired"
 	}
-	return out
+	return "active"
 }
 
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +103,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/api/v1/tokens/"+t.ClientID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, issuedTokenJSON{
-		tokenJSON: toTokenJSON(t.TokenInfo, time.Now()), Token: t.Credential.String(), ClientSecret: t.Credential.Secret,
+		TokenJSON: ToTokenJSON(t.TokenInfo, time.Now()), Token: t.Credential.String(), ClientSecret: t.Credential.Secret,
 	})
 }
 
@@ -127,9 +134,9 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	out := make([]tokenJSON, 0, len(ts))
+	out := make([]TokenJSON, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, toTokenJSON(t, now))
+		out = append(out, ToTokenJSON(t, now))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
 }
@@ -140,7 +147,7 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	writeJSON(w, http.StatusOK, toTokenJSON(t, time.Now()))
+	writeJSON(w, http.StatusOK, ToTokenJSON(t, time.Now()))
 }
 
 // revokeToken revokes at once; the answer is the revoked token.
@@ -150,5 +157,5 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, r, err, forbiddenAdmin)
 		return
 	}
-	writeJSON(w, http.StatusOK, toTokenJSON(t, time.Now()))
+	writeJSON(w, http.StatusOK, ToTokenJSON(t, time.Now()))
 }

@@ -477,7 +477,7 @@ func (s *adminSession) printToken(ctx context.Context, t hub.TokenInfo) error {
 	}
 	fmt.Fprintf(s.stdout, "client id:   %s\nprincipal:   %s\nstatus:      %s\ntitle:       %s\ndescription: %s\nroles:       %s\n"+
 		"sources:     %s\ncreated:     %s\nexpires:     %s\nrevoked:     %s\nlast used:   %s\n",
-		t.ClientID, ownerName(names, t.PrincipalID), tokenStatus(t, now), orDash(t.Title), orDash(t.Description), roles,
+		t.ClientID, ownerName(names, t.PrincipalID), api.TokenStatus(t, now), orDash(t.Title), orDash(t.Description), roles,
 		sources, fmtTime(t.CreatedAt), fmtTime(t.ExpiresAt), fmtTime(t.RevokedAt), fmtTime(t.LastUsedAt))
 	return nil
 }
@@ -527,7 +527,7 @@ func writeTokens(w io.Writer, indent string, toks []hub.TokenInfo, names map[int
 		if len(t.AllowCIDRs) > 0 {
 			sources = strings.Join(t.AllowCIDRs, ",")
 		}
-		fmt.Fprintf(tw, "%s%s\t%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, t.ClientID, owner(t.PrincipalID), tokenStatus(t, now), orDash(t.Title),
+		fmt.Fprintf(tw, "%s%s\t%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, t.ClientID, owner(t.PrincipalID), api.TokenStatus(t, now), orDash(t.Title),
 			roles, sources, fmtTime(t.ExpiresAt), fmtTime(t.LastUsedAt))
 	}
 	_ = tw.Flush() // the writer's errors are the caller's stdout

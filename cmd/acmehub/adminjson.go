@@ -11,19 +11,10 @@ import (
 // The --json output of the admin commands uses the field names of the
 // HTTP admin API (see api/openapi.yaml), so scripts can use either.
 
+// tokenJSON is the API's token plus its owner's name.
 type tokenJSON struct {
-	ClientID    string     `json:"client_id"`
-	PrincipalID int64      `json:"principal_id"`
-	Principal   string     `json:"principal,omitempty"`
-	Title       string     `json:"title"`
-	Description string     `json:"description"`
-	Roles       []string   `json:"roles"`       // narrowing; empty: all of the owner's roles
-	AllowCIDRs  []string   `json:"allow_cidrs"` // empty: any source
-	Status      string     `json:"status"`      // "active", "expired" or "revoked"
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	api.TokenJSON
+	Principal string `json:"principal,omitempty"`
 }
 
 // issuedTokenJSON is a new token with, this once, its secret.
@@ -49,25 +40,7 @@ type auditEventJSON struct {
 }
 
 func toTokenJSON(t hub.TokenInfo, owner string, now time.Time) tokenJSON {
-	out := tokenJSON{
-		ClientID: t.ClientID, PrincipalID: t.PrincipalID, Principal: owner, Title: t.Title, Description: t.Description,
-		Roles: make([]string, 0, len(t.Roles)), AllowCIDRs: append([]string{}, t.AllowCIDRs...), Status: tokenStatus(t, now),
-		CreatedAt: t.CreatedAt.UTC(), ExpiresAt: optTime(t.ExpiresAt), RevokedAt: optTime(t.RevokedAt), LastUsedAt: optTime(t.LastUsedAt),
-	}
-	for _, r := range t.Roles {
-		out.Roles = append(out.Roles, string(r))
-	}
-	return out
-}
-
-func tokenStatus(t hub.TokenInfo, now time.Time) string {
-	switch {
-	case !t.RevokedAt.IsZero():
-		return "revoked"
-	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
-		return "expired"
-	}
-	return "active"
+	return tokenJSON{TokenJSON: api.ToTokenJSON(t, now), Principal: owner}
 }
 
 func toAuditJSON(e hub.AuditEvent, principal string) auditEventJSON {
@@ -75,15 +48,6 @@ func toAuditJSON(e hub.AuditEvent, principal string) auditEventJSON {
 		ID: e.ID, At: e.At.UTC(), PrincipalID: e.PrincipalID, Principal: principal, TokenID: e.TokenID, Source: e.Source,
 		Action: e.Action, Target: e.Target, Domain: e.Domain, ConfigID: e.ConfigID, Result: e.Result, Detail: e.Detail,
 	}
-}
-
-// optTime is nil for the zero time, so "never" is an absent field.
-func optTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 // delegationJSON is the API's delegation, plus whether a create made it.
