@@ -64,6 +64,18 @@ type Config struct {
 	// Proxy says whose forwarded-for header to believe; zero: nobody's.
 	Proxy  ProxyTrust
 	Logger *slog.Logger
+
+	// PublicURL is the API's base URL as clients reach it (no trailing
+	// slash); "" derives it from each request.
+	PublicURL string
+	// HTTPReqPath is the path prefix of the lego httpreq endpoints
+	// (<prefix>/present, <prefix>/cleanup); "" is the root.
+	HTTPReqPath string
+	// ACMEDNSPath is the path prefix of the acme-dns API (<prefix>/register,
+	// /update, /health); "" is the root.
+	ACMEDNSPath string
+	// ACMEDNSOpenRegistration lets /register work without a hub token.
+	ACMEDNSOpenRegistration bool
 }
 
 // API is the HTTP handler tree.
@@ -155,6 +167,13 @@ func (a *API) routes() {
 	v1("/delegations/{domain}", a.deleteDelegation, http.MethodDelete)
 	v1("/delegations/{domain}/move", a.moveDelegation, http.MethodPost)
 	v1("/audit", a.listAudit, http.MethodGet)
+
+	// The protocols existing clients speak, each a thin adapter onto the
+	// same service calls. Routes outside /api/v1 are named "compat:..." so
+	// the OpenAPI test knows they are not ours to document.
+	a.certifyRoutes(r)
+	a.httpreqRoutes(r)
+	a.acmeDNSRoutes(r)
 	a.router = r
 }
 

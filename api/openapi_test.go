@@ -71,6 +71,9 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if strings.HasPrefix(route.GetName(), "compat:") {
+			return nil // another product's protocol, documented in examples/
+		}
 		methods, err := route.GetMethods()
 		if err != nil {
 			t.Errorf("route %s has no methods", tpl)

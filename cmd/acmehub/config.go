@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -42,6 +43,12 @@ func serveSettings() *settingSet {
 	ss.add("auth-failures-burst", "10", "failed authentications allowed at once per source network (/24, /56) and per client id before 429")
 	ss.add("auth-failures-per", "6s", "after the burst, one failed authentication is forgiven per this time")
 	ss.add("max-values-per-principal", "1000", "most live challenge values one principal may hold (0: no cap)")
+	ss.add("public-url", "", "the API's base URL as clients reach it, written into acme-dns account exports (default http(s)://<api-listen>)")
+	ss.add("httpreq-path", "/httpreq", "path prefix of the lego httpreq endpoints <prefix>/present and <prefix>/cleanup (\"/\": at the root, as acmeproxy)")
+	ss.add("acme-dns-path", "/", "path prefix of the acme-dns API <prefix>/register, /update and /health")
+	ss.add("acme-dns-config", "", "managed challenge config (delegated) for acme-dns accounts registered without a domain; empty: such registrations are refused")
+	ss.add("acme-dns-open-registration", "false", "let anyone call acme-dns /register without a hub token (accounts are owned by the principal acme-dns-public)")
+	ss.add("acme-dns-max-accounts", "1000", "most acme-dns accounts one principal may own (0: no cap)")
 	ss.addList("ns", "", "nameserver published at the apex as name=addr[+addr...], e.g. ns1.acme.test=192.0.2.1+2001:db8::1 (default ns1.<zone>=127.0.0.1); addresses are glue for names inside the zone")
 	ss.add("soa-mbox", "", "SOA contact mailbox as a name (default hostmaster.<zone>)")
 	ss.add("soa-refresh", "1h", "SOA refresh timer")
@@ -84,6 +91,12 @@ type serveConfig struct {
 	AuthFailuresBurst     int
 	AuthFailuresPer       time.Duration
 	MaxValuesPerPrincipal int
+	PublicURL             string
+	HTTPReqPath           string
+	ACMEDNSPath           string
+	ACMEDNSConfig         string
+	ACMEDNSOpenRegister   bool
+	ACMEDNSMaxAccounts    int
 	Nameservers           []nameserver
 	SOAMbox               string
 	SOARefresh            time.Duration
@@ -181,6 +194,12 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	}
 	c.AuthFailuresBurst = positiveInt(&p, ss, "auth-failures-burst", 1, 1<<20)
 	c.MaxValuesPerPrincipal = positiveInt(&p, ss, "max-values-per-principal", 0, 1<<30)
+	c.PublicURL = publicURL(&p, ss.get("public-url"), c.APIListen, c.APITLSCert != "")
+	c.HTTPReqPath = pathPrefix(&p, "httpreq-path", ss.get("httpreq-path"))
+	c.ACMEDNSPath = pathPrefix(&p, "acme-dns-path", ss.get("acme-dns-path"))
+	c.ACMEDNSConfig = ss.get("acme-dns-config")
+	c.ACMEDNSOpenRegister = boolSetting(&p, ss, "acme-dns-open-registration")
+	c.ACMEDNSMaxAccounts = positiveInt(&p, ss, "acme-dns-max-accounts", 0, 1<<30)
 
 	dur := func(name string, lo, hi time.Duration) time.Duration {
 		d, err := time.ParseDuration(ss.get(name))
@@ -240,6 +259,52 @@ func positiveInt(p *problems, ss *settingSet, name string, lo, hi int) int {
 		p.addf("%s: %q is not a whole number from %d to %d", name, ss.get(name), lo, hi)
 	}
 	return n
+}
+
+func boolSetting(p *problems, ss *settingSet, name string) bool {
+	b, err := strconv.ParseBool(ss.get(name))
+	if err != nil {
+		p.addf("%s: %q is neither true nor false", name, ss.get(name))
+	}
+	return b
+}
+
+// pathPrefix checks an HTTP path prefix and returns it without a trailing
+// slash: "/" (the root) becomes "".
+func pathPrefix(p *problems, name, v string) string {
+	v = strings.TrimSuffix(v, "/")
+	if v == "" {
+		return ""
+	}
+	if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, "{}?#% \t") || strings.Contains(v, "//") {
+		p.addf("%s: %q is not a path such as /httpreq", name, v)
+	}
+	return v
+}
+
+// publicURL returns the API's base URL as clients reach it, without a
+// trailing slash.
+func publicURL(p *problems, v, apiListen string, tls bool) string {
+	if v == "" {
+		scheme := "http"
+		if tls {
+			scheme = "https"
+		}
+		host, port, err := net.SplitHostPort(apiListen)
+		if err != nil {
+			return "" // reported for api-listen
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		return scheme + "://" + net.JoinHostPort(host, port)
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		p.addf("public-url: %q is not a URL such as https://hub.example.net", v)
+		return ""
+	}
+	return strings.TrimSuffix(v, "/")
 }
 
 func checkHostPort(a string) error {

@@ -143,12 +143,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		DefaultLifetime:       cfg.ValueLifetime,
 		MaxValueLifetime:      cfg.MaxValueLifetime,
 		MaxValuesPerPrincipal: cfg.MaxValuesPerPrincipal,
+		ACMEDNSConfig:         cfg.ACMEDNSConfig,
+		ACMEDNSMaxAccounts:    cfg.ACMEDNSMaxAccounts,
 		Failures:              ratelimit.Config{Burst: cfg.AuthFailuresBurst, Per: cfg.AuthFailuresPer},
 		Logger:                logger,
 	})
 	handler, err := api.New(svc, api.Config{
 		MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger,
-		Proxy: api.ProxyTrust{Header: cfg.ProxyHeader, Proxies: cfg.TrustedProxies},
+		Proxy:     api.ProxyTrust{Header: cfg.ProxyHeader, Proxies: cfg.TrustedProxies},
+		PublicURL: cfg.PublicURL, HTTPReqPath: cfg.HTTPReqPath,
+		ACMEDNSPath: cfg.ACMEDNSPath, ACMEDNSOpenRegistration: cfg.ACMEDNSOpenRegister,
 	})
 	if err != nil {
 		return err

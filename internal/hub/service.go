@@ -26,6 +26,12 @@ type Config struct {
 	// MaxValuesPerPrincipal caps the live values one principal holds;
 	// 0 means no cap.
 	MaxValuesPerPrincipal int
+	// ACMEDNSConfig names the managed challenge config (delegated) used by
+	// acme-dns accounts whose domain is unknown; "" refuses such accounts.
+	ACMEDNSConfig string
+	// ACMEDNSMaxAccounts caps the acme-dns accounts one principal owns;
+	// 0 means no cap.
+	ACMEDNSMaxAccounts int
 	// Failures limits failed authentications per source network and per
 	// client id; the zero value means the defaults (10, then one per 6 s).
 	Failures ratelimit.Config
