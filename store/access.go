@@ -315,16 +315,25 @@ func (db *DB) UpdatePrincipal(ctx context.Context, p Principal) (Principal, erro
 	return out, nil
 }
 
-// DeletePrincipal deletes a principal together with its role assignments
-// and API tokens, or fails with ErrNotFound. Delegations it owned lose
-// their owner (they stay in the zone). It bumps the "principals" and
-// "tokens" generations, and "delegations" if it owned any. Whether the
-// last admin may go is the service's decision.
+// DeletePrincipal deletes a principal together with its role assignments,
+// API tokens and acme-dns accounts, or fails with ErrNotFound. Delegations
+// it owned lose their owner (they stay in the zone), except the domainless
+// delegations its acme-dns accounts leave without any account: nobody could
+// use or find those labels any more, so they are deleted with their zone
+// names in the same transaction (journalled). It bumps the "principals" and
+// "tokens" generations, "delegations" if it owned or removed any, and
+// "acme_dns" if it had accounts. Whether the last admin may go is the
+// service's decision.
 func (db *DB) DeletePrincipal(ctx context.Context, id int64) error {
 	_, err := db.write(ctx, "delete principal", func(w *wtx) error {
-		var owned int
-		if err := w.queryRow(`SELECT count(*) FROM delegations WHERE owner_principal_id = ?`, id).Scan(&owned); err != nil {
+		var owned, accounts int
+		if err := w.queryRow(`SELECT (SELECT count(*) FROM delegations WHERE owner_principal_id = ?),
+				(SELECT count(*) FROM acme_dns_accounts WHERE owner_principal_id = ?)`, id, id).Scan(&owned, &accounts); err != nil {
 			return fmt.Errorf("store: delete principal %d: owned delegations: %w", id, err)
+		}
+		orphans, err := w.domainlessOf(id)
+		if err != nil {
+			return fmt.Errorf("store: delete principal %d: %w", id, err)
 		}
 		res, err := w.exec(`DELETE FROM principals WHERE id = ?`, id)
 		if err != nil {
@@ -335,9 +344,20 @@ func (db *DB) DeletePrincipal(ctx context.Context, id int64) error {
 		} else if n == 0 {
 			return fmt.Errorf("store: delete principal %d: %w", id, ErrNotFound)
 		}
+		removed := false
+		for _, d := range orphans {
+			gone, err := w.deleteIfUnused(d)
+			if err != nil {
+				return fmt.Errorf("store: delete principal %d: %w", id, err)
+			}
+			removed = removed || gone
+		}
 		gens := []string{GenPrincipals, GenTokens}
-		if owned > 0 {
+		if owned > 0 || removed {
 			gens = append(gens, GenDelegations)
+		}
+		if accounts > 0 {
+			gens = append(gens, GenACMEDNS)
 		}
 		return w.bumpGenerations(gens...)
 	})

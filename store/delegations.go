@@ -19,7 +19,9 @@ type Delegation struct {
 
 	// Domain is the base domain: lower-case A-labels without a trailing
 	// dot, as rules.NormalizeIdentifier returns it (CreateDelegation
-	// normalises it; a wildcard is refused). Unique.
+	// normalises it; a wildcard is refused). Unique. "" means not known
+	// yet (stored NULL): an acme-dns account registered without a domain
+	// (see CreateACMEDNSAccount and BindACMEDNSDomain).
 	Domain string
 
 	// Label is the first label of Name: 1-63 bytes of lower-case letters,
@@ -40,14 +42,17 @@ type Delegation struct {
 }
 
 // normalize validates d and fills in Domain's canonical form and Label.
-func (d *Delegation) normalize() error {
+// An empty Domain (not known yet) is valid only if domainless.
+func (d *Delegation) normalize(domainless bool) error {
 	var errs []error
-	if base, wild, err := rules.NormalizeIdentifier(d.Domain); err != nil {
-		errs = append(errs, fmt.Errorf("domain: %w", err))
-	} else if wild {
-		errs = append(errs, fmt.Errorf("domain %q: a wildcard cannot be delegated; delegate the base name", d.Domain))
-	} else {
-		d.Domain = base
+	if !domainless || d.Domain != "" {
+		if base, wild, err := rules.NormalizeIdentifier(d.Domain); err != nil {
+			errs = append(errs, fmt.Errorf("domain: %w", err))
+		} else if wild {
+			errs = append(errs, fmt.Errorf("domain %q: a wildcard cannot be delegated; delegate the base name", d.Domain))
+		} else {
+			d.Domain = base
+		}
 	}
 	if err := ValidateName(d.Name); err != nil {
 		errs = append(errs, err)
@@ -71,12 +76,13 @@ const delegationCols = `id, domain, label, name, config_id, owner_principal_id, 
 
 func scanDelegation(s scanner) (Delegation, error) {
 	var d Delegation
+	var domain sql.NullString
 	var config, owner, used sql.NullInt64
 	var created int64
-	if err := s.Scan(&d.ID, &d.Domain, &d.Label, &d.Name, &config, &owner, &created, &d.CreatedBy, &used); err != nil {
+	if err := s.Scan(&d.ID, &domain, &d.Label, &d.Name, &config, &owner, &created, &d.CreatedBy, &used); err != nil {
 		return Delegation{}, err
 	}
-	d.ConfigID, d.OwnerPrincipalID = config.Int64, owner.Int64
+	d.Domain, d.ConfigID, d.OwnerPrincipalID = domain.String, config.Int64, owner.Int64
 	d.CreatedAt, d.LastUsedAt = fromMilli(created), fromNullMilli(used)
 	return d, nil
 }
@@ -90,34 +96,14 @@ func scanDelegation(s scanner) (Delegation, error) {
 // OwnerPrincipalID with ErrNotFound. It bumps the "delegations"
 // generation when it creates one.
 func (db *DB) CreateDelegation(ctx context.Context, d Delegation) (_ Delegation, created bool, err error) {
-	if err := d.normalize(); err != nil {
+	if err := d.normalize(false); err != nil {
 		return Delegation{}, false, fmt.Errorf("store: create delegation of %q: %w: %w", d.Domain, ErrInvalid, err)
 	}
 	var out Delegation
 	_, err = db.write(ctx, "create delegation", func(w *wtx) error {
-		existing, err := scanDelegation(w.queryRow(`SELECT `+delegationCols+` FROM delegations WHERE domain = ?`, d.Domain))
-		if err == nil {
-			out, created = existing, false
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("store: create delegation of %s: %w", d.Domain, err)
-		}
-		got, err := scanDelegation(w.queryRow(`INSERT INTO delegations (domain, label, name, config_id, owner_principal_id,
-				created_at, created_by)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+delegationCols,
-			d.Domain, d.Label, d.Name, nullID(d.ConfigID), nullID(d.OwnerPrincipalID), w.now.UnixMilli(), d.CreatedBy))
-		if err != nil {
-			return fmt.Errorf("store: create delegation of %s: %w", d.Domain, sqlErr(err))
-		}
-		if _, err := w.addName(d.Name, d.CreatedBy); err != nil {
-			return fmt.Errorf("store: create delegation of %s: add name %s: %w", d.Domain, d.Name, err)
-		}
-		if _, err := w.bumpGeneration(GenDelegations); err != nil {
-			return err
-		}
-		out, created = got, true
-		return nil
+		var err error
+		out, created, err = w.createDelegation(d)
+		return err
 	})
 	if err != nil {
 		return Delegation{}, false, err
@@ -125,24 +111,66 @@ func (db *DB) CreateDelegation(ctx context.Context, d Delegation) (_ Delegation,
 	return out, created, nil
 }
 
+// createDelegation is CreateDelegation inside the writer's transaction,
+// for a normalised d; a domainless d always creates a new delegation.
+func (w *wtx) createDelegation(d Delegation) (Delegation, bool, error) {
+	if d.Domain != "" {
+		existing, err := scanDelegation(w.queryRow(`SELECT `+delegationCols+` FROM delegations WHERE domain = ?`, d.Domain))
+		if err == nil {
+			return existing, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Delegation{}, false, fmt.Errorf("store: create delegation of %s: %w", d.Domain, err)
+		}
+	}
+	got, err := scanDelegation(w.queryRow(`INSERT INTO delegations (domain, label, name, config_id, owner_principal_id,
+			created_at, created_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+delegationCols,
+		sql.NullString{String: d.Domain, Valid: d.Domain != ""}, d.Label, d.Name, nullID(d.ConfigID), nullID(d.OwnerPrincipalID),
+		w.now.UnixMilli(), d.CreatedBy))
+	if err != nil {
+		return Delegation{}, false, fmt.Errorf("store: create delegation of %q: %w", d.Domain, sqlErr(err))
+	}
+	if _, err := w.addName(d.Name, d.CreatedBy); err != nil {
+		return Delegation{}, false, fmt.Errorf("store: create delegation of %q: add name %s: %w", d.Domain, d.Name, err)
+	}
+	if _, err := w.bumpGeneration(GenDelegations); err != nil {
+		return Delegation{}, false, err
+	}
+	return got, true, nil
+}
+
 // DeleteDelegation deletes a delegation and removes its Name from the zone
 // in the same transaction, as RemoveName does: OpRemoveValue for each value
-// at it, then OpRemoveName, with a serial bump. An unknown id fails with
-// ErrNotFound. It bumps the "delegations" generation.
+// at it, then OpRemoveName, with a serial bump. Its acme-dns accounts go
+// with it. An unknown id fails with ErrNotFound. It bumps the
+// "delegations" generation, and "acme_dns" if it had accounts.
 func (db *DB) DeleteDelegation(ctx context.Context, id int64) error {
 	_, err := db.write(ctx, "delete delegation", func(w *wtx) error {
-		var name string
-		err := w.queryRow(`DELETE FROM delegations WHERE id = ? RETURNING name`, id).Scan(&name)
-		if err != nil {
-			return fmt.Errorf("store: delete delegation %d: %w", id, notFound(err))
-		}
-		if _, err := w.removeName(name); err != nil {
-			return fmt.Errorf("store: delete delegation %d: remove name %s: %w", id, name, err)
-		}
-		_, err = w.bumpGeneration(GenDelegations)
-		return err
+		return w.deleteDelegation(id)
 	})
 	return err
+}
+
+// deleteDelegation is DeleteDelegation inside the writer's transaction.
+func (w *wtx) deleteDelegation(id int64) error {
+	var accounts int
+	if err := w.queryRow(`SELECT count(*) FROM acme_dns_accounts WHERE delegation_id = ?`, id).Scan(&accounts); err != nil {
+		return fmt.Errorf("store: delete delegation %d: count accounts: %w", id, err)
+	}
+	var name string
+	err := w.queryRow(`DELETE FROM delegations WHERE id = ? RETURNING name`, id).Scan(&name)
+	if err != nil {
+		return fmt.Errorf("store: delete delegation %d: %w", id, notFound(err))
+	}
+	if _, err := w.removeName(name); err != nil {
+		return fmt.Errorf("store: delete delegation %d: remove name %s: %w", id, name, err)
+	}
+	gens := []string{GenDelegations}
+	if accounts > 0 {
+		gens = append(gens, GenACMEDNS)
+	}
+	return w.bumpGenerations(gens...)
 }
 
 // DelegationByDomain returns the delegation of a domain (normalised as by

@@ -26,7 +26,7 @@ const (
 )
 
 var hotReads = append([]string{qTokenByClientID, qPrincipal, qRoleAssignmentsOf, qGeneration,
-	qDelegationByDomain, qDelegationByLabel, qDelegationByName, qListConfigs, qListValues, qSerial},
+	qDelegationByDomain, qDelegationByLabel, qDelegationByName, qListConfigs, qListValues, qSerial, qACMEDNSAccount},
 	qGenerations[1:]...)
 
 // qGenerations[n] reads n generations as one row (Generations), so that

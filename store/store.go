@@ -79,6 +79,7 @@ type DB struct {
 	touchMu           sync.Mutex
 	touches           map[string]time.Time // pending TouchToken updates
 	delegationTouches map[int64]time.Time  // pending TouchDelegation updates
+	acmeDNSTouches    map[string]time.Time // pending TouchACMEDNSAccount updates
 	touchPending      bool                 // a flush request is queued
 }
 
@@ -99,6 +100,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		done:              make(chan struct{}),
 		touches:           make(map[string]time.Time),
 		delegationTouches: make(map[int64]time.Time),
+		acmeDNSTouches:    make(map[string]time.Time),
 	}
 	fail := func(err error) (*DB, error) {
 		db.closeStmts()

@@ -313,14 +313,15 @@ func (db *DB) touch(ctx context.Context, record func()) error {
 func (db *DB) pendingTouches() int {
 	db.touchMu.Lock()
 	defer db.touchMu.Unlock()
-	return len(db.touches) + len(db.delegationTouches)
+	return len(db.touches) + len(db.delegationTouches) + len(db.acmeDNSTouches)
 }
 
 // flushTouches writes the pending touches; it runs on the writer.
 func (db *DB) flushTouches(w *wtx) error {
 	db.touchMu.Lock()
-	touches, delegations := db.touches, db.delegationTouches
+	touches, delegations, accounts := db.touches, db.delegationTouches, db.acmeDNSTouches
 	db.touches, db.delegationTouches = make(map[string]time.Time), make(map[int64]time.Time)
+	db.acmeDNSTouches = make(map[string]time.Time)
 	db.touchPending = false
 	db.touchMu.Unlock()
 	for id, at := range touches {
@@ -331,6 +332,11 @@ func (db *DB) flushTouches(w *wtx) error {
 	for id, at := range delegations {
 		if _, err := w.exec(qTouchDelegation, at.UnixMilli(), id); err != nil {
 			return fmt.Errorf("store: touch delegation %d: %w", id, err)
+		}
+	}
+	for username, at := range accounts {
+		if _, err := w.exec(qTouchACMEDNS, at.UnixMilli(), username); err != nil {
+			return fmt.Errorf("store: touch acme-dns account: %w", err)
 		}
 	}
 	return nil

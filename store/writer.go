@@ -58,10 +58,11 @@ const (
 	// max() keeps a later touch written by another process.
 	qTouchToken      = `UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE client_id = ?`
 	qTouchDelegation = `UPDATE delegations SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?`
+	qTouchACMEDNS    = `UPDATE acme_dns_accounts SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE username = ?`
 )
 
 var hotQueries = []string{qReadSerial, qWriteSerial, qSavepoint, qRelease, qRollbackTo, qJournal,
-	qRefreshValue, qCountName, qInsertValue, qDeleteValue, qCountCreator, qInsertAudit, qTouchToken, qTouchDelegation}
+	qRefreshValue, qCountName, qInsertValue, qDeleteValue, qCountCreator, qInsertAudit, qTouchToken, qTouchDelegation, qTouchACMEDNS}
 
 // prepareHot prepares hotQueries; it runs before the writer starts, while
 // the single write connection is free (preparing on the pool inside a

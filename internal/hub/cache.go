@@ -4,13 +4,18 @@ import "sync"
 
 // genKey is the store's generation counters a cached entry was read at;
 // unused positions are 0.
-type genKey [2]int64
+type genKey [3]int64
 
 // newerThan reports whether k was read after o: every counter only grows,
 // and all of k's are read in one query, so k is newer when none is lower
 // and one is higher.
 func (k genKey) newerThan(o genKey) bool {
-	return k[0] >= o[0] && k[1] >= o[1] && k != o
+	for i := range k {
+		if k[i] < o[i] {
+			return false
+		}
+	}
+	return k != o
 }
 
 // genCache keeps entries read from the store at one set of generation

@@ -218,6 +218,10 @@ func (s *Service) baseDomain(ctx context.Context, identifier string) (string, er
 			return "", ErrForbidden
 		case err != nil:
 			return "", storeError("find delegation", err)
+		case d.Domain == "":
+			// An acme-dns label whose domain is not known yet: nothing
+			// to check the scope or the rules against.
+			return "", ErrForbidden
 		}
 		return d.Domain, nil
 	}

@@ -15,8 +15,11 @@ import (
 // Delegation binds a domain to a name in the hub zone: the domain's owner
 // adds CNAME once and the hub serves the domain's challenge values there.
 type Delegation struct {
-	ID     int64
-	Domain string // the base domain: lower-case A-labels, no trailing dot
+	ID int64
+	// Domain is the base domain: lower-case A-labels, no trailing dot; ""
+	// for an acme-dns label whose domain is not known yet (then CNAME is
+	// the zero value: there is nothing to add yet).
+	Domain string
 	Label  string
 	Target string // the label's fqdn in the hub zone: the CNAME target
 	// ConfigID and ConfigName name the managed challenge it is bound to;
@@ -323,7 +326,9 @@ func (s *Service) delegationWith(d store.Delegation, cfgs *configCache) Delegati
 	out := Delegation{
 		ID: d.ID, Domain: d.Domain, Label: d.Label, Target: d.Name, ConfigID: d.ConfigID,
 		OwnerPrincipalID: d.OwnerPrincipalID, CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy, LastUsedAt: d.LastUsedAt,
-		CNAME: CNAMERecord{Name: rules.ChallengeName(d.Domain) + ".", Type: "CNAME", Target: d.Name},
+	}
+	if d.Domain != "" { // an acme-dns label without a domain has no CNAME yet
+		out.CNAME = CNAMERecord{Name: rules.ChallengeName(d.Domain) + ".", Type: "CNAME", Target: d.Name}
 	}
 	if c, ok := cfgs.byID[strconv.FormatInt(d.ConfigID, 10)]; ok && d.ConfigID != 0 {
 		out.ConfigName = c.Name

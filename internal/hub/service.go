@@ -61,6 +61,8 @@ type Store interface {
 	Serial(ctx context.Context) (int64, error)
 	// AdminStore is what the admin operations add (admin.go).
 	AdminStore
+	// ACMEDNSStore is what the acme-dns operations add (acmedns.go).
+	ACMEDNSStore
 }
 
 var _ Store = (*store.DB)(nil)
@@ -82,6 +84,11 @@ type Service struct {
 	// checked against the store's generations on every request.
 	tokens      *genCache[*tokenEntry]
 	delegations *genCache[delegationEntry]
+	// acmeDNS caches acme-dns accounts by username for /update, at the
+	// "acme_dns", "delegations" and "principals" generations.
+	acmeDNS *genCache[*acmeDNSEntry]
+	// acmeDNSTouched throttles last-used writes per account.
+	acmeDNSTouched *touchThrottle
 }
 
 // configCache is the managed challenge configs at one generation, with
@@ -103,6 +110,7 @@ func New(db Store, kr *secret.Keyring, cfg Config) *Service {
 	return &Service{
 		db: db, kr: kr, cfg: cfg, log: cfg.Logger, now: time.Now, failures: ratelimit.New(cfg.Failures),
 		tokens: newGenCache[*tokenEntry](maxTokenEntries), delegations: newGenCache[delegationEntry](maxDelegationEntries),
+		acmeDNS: newGenCache[*acmeDNSEntry](maxACMEDNSEntries), acmeDNSTouched: newTouchThrottle(maxACMEDNSEntries),
 	}
 }
 
@@ -222,7 +230,7 @@ func (s *Service) ttlAndExpiry(ttl, lifetime time.Duration) (uint32, time.Time, 
 // storeError maps store sentinels onto the service's error kinds.
 func storeError(op string, err error) error {
 	switch {
-	case errors.Is(err, store.ErrTooManyValues):
+	case errors.Is(err, store.ErrTooManyValues), errors.Is(err, store.ErrTooManyAccounts):
 		return fmt.Errorf("%w: %w", ErrLimit, err)
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, zone.ErrBadValue), errors.Is(err, zone.ErrBadName):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
