@@ -53,6 +53,10 @@ type Service interface {
 	AccessService
 	ChallengeAdminService
 	AuditService
+
+	// The acme-dns protocol, lego's acme-dns storage and the acme-dns
+	// accounts (acmedns.go).
+	ACMEDNSService
 }
 
 // Config holds the API's settings.
@@ -84,6 +88,9 @@ type API struct {
 	cfg    Config
 	log    *slog.Logger
 	router *mux.Router
+	// certifyOps runs the Certify API's background operations
+	// (requestbegin); Shutdown waits for them.
+	certifyOps *opStore
 }
 
 // New builds the router.

@@ -153,7 +153,9 @@ type DelegationJSON struct {
 	CreatedAt        time.Time  `json:"created_at"`
 	CreatedBy        string     `json:"created_by"`
 	LastUsedAt       *time.Time `json:"last_used_at,omitempty"`
-	CNAME            CNAMEJSON  `json:"cname"`
+	// CNAME is absent while the domain is unknown (an acme-dns label
+	// registered without one).
+	CNAME *CNAMEJSON `json:"cname,omitempty"`
 }
 
 // CNAMEJSON is the record to add, as fields and as a zone file line.
@@ -176,11 +178,14 @@ type moveDelegationRequest struct {
 
 // ToDelegationJSON is a delegation in its wire form, with the CNAME to add.
 func ToDelegationJSON(d hub.Delegation) DelegationJSON {
-	return DelegationJSON{
+	out := DelegationJSON{
 		ID: d.ID, Domain: d.Domain, Label: d.Label, Target: d.Target, ConfigID: d.ConfigID, Config: d.ConfigName,
 		OwnerPrincipalID: d.OwnerPrincipalID, CreatedAt: d.CreatedAt.UTC(), CreatedBy: d.CreatedBy, LastUsedAt: optTime(d.LastUsedAt),
-		CNAME: CNAMEJSON{Name: d.CNAME.Name, Type: d.CNAME.Type, Target: d.CNAME.Target, ZoneLine: d.CNAME.ZoneLine()},
 	}
+	if d.Domain != "" {
+		out.CNAME = &CNAMEJSON{Name: d.CNAME.Name, Type: d.CNAME.Type, Target: d.CNAME.Target, ZoneLine: d.CNAME.ZoneLine()}
+	}
+	return out
 }
 
 // Delegation endpoints are about domains: their 403 is the challenge

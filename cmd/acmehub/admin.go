@@ -97,6 +97,7 @@ func adminSettings() *settingSet {
 	ss.add("key-file", "", "server key file (default <data-dir>/acmehub.key); created only with a new database")
 	ss.add("zone", defaultZone, "the hub zone, as the server has it: delegations get names in it")
 	ss.add("max-value-lifetime", "24h", "longest value lifetime a managed challenge may set, as the server has it")
+	ss.add("acme-dns-max-accounts", "1000", "most acme-dns accounts one principal may own (0: no cap), as the server has it")
 	return ss
 }
 
@@ -321,6 +322,7 @@ func (c *adminCmd) open(ctx context.Context) (*adminSession, error) {
 		return d
 	}
 	maxLifetime, ttl, lifetime := dur("max-value-lifetime"), dur("txt-ttl"), dur("value-lifetime")
+	maxAccounts := positiveInt(&p, ss, "acme-dns-max-accounts", 0, 1<<30)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -360,11 +362,12 @@ func (c *adminCmd) open(ctx context.Context) (*adminSession, error) {
 	}
 	actor := "cli:" + osUser(c.e.getenv)
 	svc := hub.New(auditAsCLI{DB: db, actor: actor}, kr, hub.Config{
-		Zone:             zoneName,
-		DefaultTTL:       ttl,
-		DefaultLifetime:  lifetime,
-		MaxValueLifetime: maxLifetime,
-		Logger:           slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Zone:               zoneName,
+		DefaultTTL:         ttl,
+		DefaultLifetime:    lifetime,
+		MaxValueLifetime:   maxLifetime,
+		ACMEDNSMaxAccounts: maxAccounts,
+		Logger:             slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	ok = true
 	return &adminSession{

@@ -353,7 +353,7 @@ func delegationList(ctx context.Context, args []string, e env) error {
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "DOMAIN\tCNAME_TARGET\tMANAGED_CHALLENGE\tCREATED\tLAST_USED")
 		for _, d := range all {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Domain, d.Target, orDash(d.ConfigName), fmtTime(d.CreatedAt), fmtTime(d.LastUsedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(d.Domain), d.Target, orDash(d.ConfigName), fmtTime(d.CreatedAt), fmtTime(d.LastUsedAt))
 		}
 		return tw.Flush()
 	})

@@ -43,7 +43,7 @@ func serveSettings() *settingSet {
 	ss.add("auth-failures-burst", "10", "failed authentications allowed at once per source network (/24, /56) and per client id before 429")
 	ss.add("auth-failures-per", "6s", "after the burst, one failed authentication is forgiven per this time")
 	ss.add("max-values-per-principal", "1000", "most live challenge values one principal may hold (0: no cap)")
-	ss.add("public-url", "", "the API's base URL as clients reach it, written into acme-dns account exports (default http(s)://<api-listen>)")
+	ss.add("public-url", "", "the API's base URL as clients reach it, for acme-dns server_url fields (default: the request's Host; CLI exports: http(s)://<api-listen>)")
 	ss.add("httpreq-path", "/httpreq", "path prefix of the lego httpreq endpoints <prefix>/present and <prefix>/cleanup (\"/\": at the root, as acmeproxy)")
 	ss.add("acme-dns-path", "/", "path prefix of the acme-dns API <prefix>/register, /update and /health")
 	ss.add("acme-dns-config", "", "managed challenge config (delegated) for acme-dns accounts registered without a domain; empty: such registrations are refused")
@@ -194,7 +194,10 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	}
 	c.AuthFailuresBurst = positiveInt(&p, ss, "auth-failures-burst", 1, 1<<20)
 	c.MaxValuesPerPrincipal = positiveInt(&p, ss, "max-values-per-principal", 0, 1<<30)
-	c.PublicURL = publicURL(&p, ss.get("public-url"), c.APIListen, c.APITLSCert != "")
+	// Unset, the API derives each answer's URLs from the request's Host.
+	if v := ss.get("public-url"); v != "" {
+		c.PublicURL = publicURL(&p, v, c.APIListen, c.APITLSCert != "")
+	}
 	c.HTTPReqPath = pathPrefix(&p, "httpreq-path", ss.get("httpreq-path"))
 	c.ACMEDNSPath = pathPrefix(&p, "acme-dns-path", ss.get("acme-dns-path"))
 	c.ACMEDNSConfig = ss.get("acme-dns-config")

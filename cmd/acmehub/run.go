@@ -30,6 +30,7 @@ func commands() []command {
 		{"serve", "run the hub: authoritative DNS for the hub zone and the HTTP API", serveCommand},
 		{"backup", "write an online, consistent copy of the database to a new file", backupCommand},
 		{"restore", "replace the database with a backup (hub stopped); moves the serial forward", restoreCommand},
+		acmeDNSGroup().command(),
 	}
 	// The admin commands work on the local database (admin.go).
 	for _, g := range adminGroups() {

@@ -191,6 +191,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Warn("api shutdown", "err", err)
 	}
+	// Background operations (Certify's requestbegin) still write to the
+	// database: let them finish before it closes.
+	if err := handler.Shutdown(sctx); err != nil {
+		logger.Warn("api background operations", "err", err)
+	}
 	logger.Info("api stopped")
 	return nil
 }
