@@ -1,10 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -90,7 +86,7 @@ func (a *API) acmeDNSStorageFetch(w http.ResponseWriter, r *http.Request) {
 // the CNAME, so lego must tell its user which CNAME to add.
 func (a *API) acmeDNSStoragePut(w http.ResponseWriter, r *http.Request) {
 	var body ACMEDNSCredentialsJSON
-	if !a.decodeLenient(w, r, &body) {
+	if !decodeLenient(w, r, &body, "a lego acme-dns account") {
 		return
 	}
 	if body.Username == "" || body.Password == "" {
@@ -119,30 +115,6 @@ func (a *API) acmeDNSStorageList(w http.ResponseWriter, r *http.Request) {
 		out[domain] = ToACMEDNSCredentialsJSON(acct, serverURL)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// decodeLenient decodes one JSON value from the body, ignoring unknown
-// fields (a client's own wire type may grow); errors answer as decodeJSON.
-func (a *API) decodeLenient(w http.ResponseWriter, r *http.Request, v any) bool {
-	raw, err := io.ReadAll(r.Body)
-	if err == nil {
-		err = json.Unmarshal(raw, v)
-		if len(strings.TrimSpace(string(raw))) == 0 {
-			err = io.EOF
-		}
-	}
-	var tooBig *http.MaxBytesError
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &tooBig):
-		writeProblem(w, http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
-	case errors.Is(err, io.EOF):
-		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is empty; a JSON object is required")
-	default:
-		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is not valid JSON for this endpoint: "+jsonErrorText(err))
-	}
-	return false
 }
 
 // createACMEDNSRequest is the body of POST /api/v1/acme-dns/accounts.

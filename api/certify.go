@@ -17,10 +17,8 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -281,7 +279,7 @@ func presentedResult(ch hub.Challenge) actionResult {
 // client itself and returns false when the request goes no further.
 func (c *certifyAPI) accept(w http.ResponseWriter, r *http.Request) (*certifyCall, bool) {
 	var body certifyRequest
-	if !decodeCertify(w, r, &body) {
+	if !decodeLenient(w, r, &body, "a managed challenge request") {
 		return nil, false
 	}
 	cred, err := certifyCredentials(r, body)
@@ -352,61 +350,6 @@ func validateCertify(b certifyRequest) (string, error) {
 		return "", fmt.Errorf("%w: ResponseValue: %w", hub.ErrInvalid, err)
 	}
 	return base, nil
-}
-
-// decodeCertify reads one JSON object (unknown fields allowed, see
-// certifyRequest). It answers the client itself and returns false when the
-// body is unusable.
-func decodeCertify(w http.ResponseWriter, r *http.Request, v *certifyRequest) bool {
-	dec := json.NewDecoder(r.Body)
-	err := dec.Decode(v)
-	if err == nil && !errors.Is(dec.Decode(&struct{}{}), io.EOF) {
-		err = errors.New("more than one JSON value in the body")
-	}
-	var tooBig *http.MaxBytesError
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &tooBig):
-		writeProblem(w, http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
-	case errors.Is(err, io.EOF):
-		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is empty; a JSON object is required")
-	default:
-		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is not a managed challenge request: "+jsonErrorText(err))
-	}
-	return false
-}
-
-// errorProblem maps a service error to its problem document: one status
-// and code per hub error kind, as writeError does for the native API
-// (writeError could call this; see the report). internal reports an error
-// of no known kind, whose text stays in the server log.
-func errorProblem(err error) (p problem, internal bool) {
-	status, code, detail := http.StatusInternalServerError, codeInternal, ""
-	switch {
-	case errors.Is(err, hub.ErrInvalid):
-		status, code, detail = http.StatusBadRequest, codeBadRequest, err.Error()
-	case errors.Is(err, hub.ErrNotFound):
-		status, code, detail = http.StatusNotFound, codeNotFound, err.Error()
-	case errors.Is(err, hub.ErrLimit):
-		status, code, detail = http.StatusConflict, codeLimit, err.Error()
-	case errors.Is(err, hub.ErrUnauthenticated):
-		status, code, detail = http.StatusUnauthorized, codeUnauthenticated, "valid client credentials are required"
-	case errors.Is(err, hub.ErrForbidden):
-		// One body whatever the reason, so a caller cannot tell a domain
-		// outside its scope from one no config matches.
-		status, code, detail = http.StatusForbidden, codeForbidden, "no managed challenge allows this within the token's scope"
-	case errors.Is(err, hub.ErrRateLimited):
-		status, code, detail = http.StatusTooManyRequests, codeRateLimited, "too many failed authentications; try again later"
-	case errors.Is(err, hub.ErrUnsupported):
-		status, code, detail = http.StatusNotImplemented, codeUnsupported, err.Error()
-	default:
-		internal = true
-	}
-	return problem{
-		Type: "urn:acmehub:problem:" + code, Title: http.StatusText(status),
-		Status: status, Code: code, Detail: detail,
-	}, internal
 }
 
 // problemFor is errorProblem for Certify: an error of no known kind means

@@ -46,32 +46,51 @@ func writeProblem(w http.ResponseWriter, status int, code, detail string) {
 	})
 }
 
-// writeError maps a service error to its HTTP form in one place. Messages of
-// the service's validation errors are meant for users; anything else is
-// logged and answered with a generic message, since it may carry internals.
+// writeError maps a service error to its HTTP form. Messages of the
+// service's validation errors are meant for users; anything else is logged
+// and answered with a generic message, since it may carry internals.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	p, internal := errorProblem(err)
+	if internal {
+		a.log.ErrorContext(r.Context(), "request failed", "req_id", requestID(r.Context()), "err", err)
+		p.Detail = "internal error; see the server log for request " + requestID(r.Context())
+	}
+	if p.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "60")
+	}
+	writeProblem(w, p.Status, p.Code, p.Detail)
+}
+
+// errorProblem maps a service error to its problem document: one status
+// and code per hub error kind, shared by every protocol that answers
+// problems. internal reports an error of no known kind: its text may carry
+// internals, so the caller logs it and the detail stays empty.
+func errorProblem(err error) (p problem, internal bool) {
+	status, code, detail := http.StatusInternalServerError, codeInternal, ""
 	switch {
 	case errors.Is(err, hub.ErrInvalid):
-		writeProblem(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		status, code, detail = http.StatusBadRequest, codeBadRequest, err.Error()
 	case errors.Is(err, hub.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, codeNotFound, err.Error())
+		status, code, detail = http.StatusNotFound, codeNotFound, err.Error()
 	case errors.Is(err, hub.ErrLimit):
-		writeProblem(w, http.StatusConflict, codeLimit, err.Error())
+		status, code, detail = http.StatusConflict, codeLimit, err.Error()
 	case errors.Is(err, hub.ErrUnauthenticated):
-		writeProblem(w, http.StatusUnauthorized, codeUnauthenticated, "valid client credentials are required")
+		status, code, detail = http.StatusUnauthorized, codeUnauthenticated, "valid client credentials are required"
 	case errors.Is(err, hub.ErrForbidden):
 		// One body whatever the reason, so a caller cannot tell a domain
 		// outside its scope from one no config matches.
-		writeProblem(w, http.StatusForbidden, codeForbidden, "no managed challenge allows this within the token's scope")
+		status, code, detail = http.StatusForbidden, codeForbidden, "no managed challenge allows this within the token's scope"
 	case errors.Is(err, hub.ErrRateLimited):
-		w.Header().Set("Retry-After", "60")
-		writeProblem(w, http.StatusTooManyRequests, codeRateLimited, "too many failed authentications; try again later")
+		status, code, detail = http.StatusTooManyRequests, codeRateLimited, "too many failed authentications; try again later"
 	case errors.Is(err, hub.ErrUnsupported):
-		writeProblem(w, http.StatusNotImplemented, codeUnsupported, err.Error())
+		status, code, detail = http.StatusNotImplemented, codeUnsupported, err.Error()
 	default:
-		a.log.ErrorContext(r.Context(), "request failed", "req_id", requestID(r.Context()), "err", err)
-		writeProblem(w, http.StatusInternalServerError, codeInternal, "internal error; see the server log for request "+requestID(r.Context()))
+		internal = true
 	}
+	return problem{
+		Type: "urn:acmehub:problem:" + code, Title: http.StatusText(status),
+		Status: status, Code: code, Detail: detail,
+	}, internal
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -112,8 +112,21 @@ func (a *API) removeValues(w http.ResponseWriter, r *http.Request) {
 // decodeJSON reads exactly one JSON object with known fields only. It
 // answers the client itself and returns false when the body is unusable.
 func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeBody(w, r, v, true, "valid JSON for this endpoint")
+}
+
+// decodeLenient is decodeJSON ignoring unknown fields, for bodies in
+// another product's wire type, which may grow; what names the expected
+// body in the error.
+func decodeLenient(w http.ResponseWriter, r *http.Request, v any, what string) bool {
+	return decodeBody(w, r, v, false, what)
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool, what string) bool {
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	err := dec.Decode(v)
 	if err == nil && !errors.Is(dec.Decode(&struct{}{}), io.EOF) {
 		err = errors.New("more than one JSON value in the body")
@@ -127,7 +140,7 @@ func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	case errors.Is(err, io.EOF):
 		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is empty; a JSON object is required")
 	default:
-		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is not valid JSON for this endpoint: "+jsonErrorText(err))
+		writeProblem(w, http.StatusBadRequest, codeMalformedJSON, "the request body is not "+what+": "+jsonErrorText(err))
 	}
 	return false
 }
