@@ -1,15 +1,11 @@
 package api_test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -39,52 +35,16 @@ type adnsOptions struct {
 // *.example.org and *.example.net.
 func newACMEDNSFixture(tb testing.TB, o adnsOptions) *fixture {
 	tb.Helper()
-	dbPath := filepath.Join(tb.TempDir(), "hub.db")
-	db, err := store.Open(tb.Context(), store.Config{Path: dbPath, MaxValuesPerName: 32})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	key, err := secret.GenerateKey("k1")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kr, err := secret.NewKeyring(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tok, err := secret.NewToken()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	admin, err := db.CreatePrincipal(tb.Context(), store.Principal{Kind: store.PrincipalUser, Name: "admin", Enabled: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := db.AddRoleAssignment(tb.Context(), store.RoleAssignment{PrincipalID: admin.ID, Role: store.RoleAdmin}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := db.CreateToken(tb.Context(), store.Token{ClientID: tok.ClientID, PrincipalID: admin.ID, SecretHash: kr.HashSecret(tok.Secret), Title: "admin"}); err != nil {
-		tb.Fatal(err)
-	}
+	f := newFixtureWith(tb, func(c *hub.Config) { c.ACMEDNSConfig = acmeDNSConfig }, func(c *api.Config) {
+		c.MaxBody = 4096
+		c.ACMEDNSPath, c.ACMEDNSOpenRegistration, c.PublicURL = o.path, o.open, o.publicURL
+	})
 	for name, rule := range map[string]string{acmeDNSConfig: "*.acme-dns.test", "cfg-org": "*.example.org", "cfg-net": "*.example.net"} {
-		if _, err := db.CreateConfig(tb.Context(), store.ChallengeConfig{Name: name, Provider: store.ProviderDelegated, Rule: rule, CreatedBy: "test"}); err != nil {
+		if _, err := f.db.CreateConfig(tb.Context(), store.ChallengeConfig{Name: name, Provider: store.ProviderDelegated, Rule: rule, CreatedBy: "test"}); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	svc := hub.New(db, kr, hub.Config{Zone: testZone, DefaultTTL: time.Minute, DefaultLifetime: time.Hour,
-		MaxValueLifetime: 24 * time.Hour, ACMEDNSConfig: acmeDNSConfig})
-	logs := &bytes.Buffer{}
-	a, err := api.New(svc, api.Config{
-		MaxBody: 4096, Logger: slog.New(slog.NewJSONHandler(lockedWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		ACMEDNSPath: o.path, ACMEDNSOpenRegistration: o.open, PublicURL: o.publicURL,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := httptest.NewServer(a)
-	tb.Cleanup(srv.Close)
-	return &fixture{srv: srv, kr: kr, db: db, token: tok, dbPath: dbPath, logs: logs}
+	return f
 }
 
 // adnsLogMu guards the fixtures' log buffers: the server writes the access

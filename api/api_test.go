@@ -34,42 +34,58 @@ type fixture struct {
 // newFixture runs the real router over the real service and a SQLite file.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dbPath := filepath.Join(t.TempDir(), "hub.db")
-	db, err := store.Open(t.Context(), store.Config{Path: dbPath, MaxValuesPerName: 32})
+	return newFixtureWith(t, nil, nil)
+}
+
+// newFixtureWith is newFixture with the service's and the API's settings
+// edited (either may be nil).
+func newFixtureWith(tb testing.TB, hubCfg func(*hub.Config), apiCfg func(*api.Config)) *fixture {
+	tb.Helper()
+	dbPath := filepath.Join(tb.TempDir(), "hub.db")
+	db, err := store.Open(tb.Context(), store.Config{Path: dbPath, MaxValuesPerName: 32})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = db.Close() })
+	tb.Cleanup(func() { _ = db.Close() })
 	key, err := secret.GenerateKey("k1")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	kr, err := secret.NewKeyring(key)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	tok, err := secret.NewToken()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	admin, err := db.CreatePrincipal(t.Context(), store.Principal{Kind: store.PrincipalUser, Name: "admin", Enabled: true})
+	admin, err := db.CreatePrincipal(tb.Context(), store.Principal{Kind: store.PrincipalUser, Name: "admin", Enabled: true})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if _, err := db.AddRoleAssignment(t.Context(), store.RoleAssignment{PrincipalID: admin.ID, Role: store.RoleAdmin}); err != nil {
-		t.Fatal(err)
+	if _, err := db.AddRoleAssignment(tb.Context(), store.RoleAssignment{PrincipalID: admin.ID, Role: store.RoleAdmin}); err != nil {
+		tb.Fatal(err)
 	}
-	if err := db.CreateToken(t.Context(), store.Token{ClientID: tok.ClientID, PrincipalID: admin.ID, SecretHash: kr.HashSecret(tok.Secret), Title: "admin"}); err != nil {
-		t.Fatal(err)
+	if err := db.CreateToken(tb.Context(), store.Token{ClientID: tok.ClientID, PrincipalID: admin.ID, SecretHash: kr.HashSecret(tok.Secret), Title: "admin"}); err != nil {
+		tb.Fatal(err)
 	}
-	svc := hub.New(db, kr, hub.Config{Zone: testZone, DefaultTTL: time.Minute, DefaultLifetime: time.Hour, MaxValueLifetime: 24 * time.Hour})
+	hc := hub.Config{Zone: testZone, DefaultTTL: time.Minute, DefaultLifetime: time.Hour, MaxValueLifetime: 24 * time.Hour}
+	if hubCfg != nil {
+		hubCfg(&hc)
+	}
+	svc := hub.New(db, kr, hc)
 	logs := &bytes.Buffer{}
-	a, err := api.New(svc, api.Config{MaxBody: 1024, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	// Debug level: the tests that look for secrets in the logs see all.
+	ac := api.Config{MaxBody: 1024, Logger: slog.New(slog.NewJSONHandler(lockedWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if apiCfg != nil {
+		apiCfg(&ac)
+	}
+	a, err := api.New(svc, ac)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := httptest.NewServer(a)
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	return &fixture{srv: srv, kr: kr, db: db, token: tok, dbPath: dbPath, logs: logs}
 }
 

@@ -12,12 +12,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-acme/lego/v4/providers/dns/acmedns"
-	"github.com/miekg/dns"
 
 	"github.com/acmehub/acmehub/store"
 )
@@ -42,11 +40,7 @@ func TestIssueThroughACMEDNS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("internal/acmetest: end-to-end issuance skipped in -short mode")
 	}
-	var wg sync.WaitGroup
-	for _, pkg := range []string{pebblePackage, acmehubPackage} {
-		wg.Go(func() { binary(t, pkg) })
-	}
-	wg.Wait()
+	buildBinaries(t)
 
 	hub := StartHub(t, HubConfig{Zone: "acme.test.", Args: []string{"--acme-dns-config", acmeDNSConfigName}})
 	hub.withStore(t, func(ctx context.Context, db *store.DB) error {
@@ -56,22 +50,10 @@ func TestIssueThroughACMEDNS(t *testing.T) {
 	})
 	res := NewResolver(t)
 	res.Forward("acme.test.", hub.DNSAddr)
-	zoneRecords := func(domain string) []string {
-		return []string{
-			domain + ". 3600 IN SOA ns1." + domain + ". hostmaster." + domain + ". 1 3600 600 86400 60",
-			domain + ". 3600 IN NS ns1." + domain + ".",
-			"ns1." + domain + ". 3600 IN A 127.0.0.1",
-		}
-	}
-	var static []string
-	static = append(static, zoneRecords("example.test")...)
-	static = append(static, zoneRecords("example.net")...)
+	static := append(domainZone(t, "example.test", ""), domainZone(t, "example.net", "")...)
 	setRecords := func(extra ...string) {
-		var all []string
-		all = append(all, static...)
-		all = append(all, extra...)
-		rrs := make([]dns.RR, 0, len(all))
-		for _, s := range all {
+		rrs := slices.Clone(static)
+		for _, s := range extra {
 			rrs = append(rrs, RR(t, s))
 		}
 		res.SetRecords(rrs...)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -38,29 +37,8 @@ func TestCertbotManualHook(t *testing.T) {
 	}
 	certbot := certbotTool(t, "certbot")
 	certbotTool(t, "curl")
-	var wg sync.WaitGroup
-	for _, pkg := range []string{pebblePackage, acmehubPackage} {
-		wg.Go(func() { binary(t, pkg) })
-	}
-	wg.Wait()
-
-	hub := StartHub(t, HubConfig{Zone: "acme.test."})
-	tok := hub.Consumer(t, "certbot", "*.example.test")
-	native, err := NewNativeProvider(NativeProviderConfig{BaseURL: hub.APIURL, Token: tok.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The owner adds the CNAME once, before any order (see native_test.go).
-	target := delegationTarget(t, native, "example.test")
-	res := NewResolver(t)
-	res.Forward("acme.test.", hub.DNSAddr)
-	res.SetRecords(
-		RR(t, "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"),
-		RR(t, "example.test. 3600 IN NS ns1.example.test."),
-		RR(t, "ns1.example.test. 3600 IN A 127.0.0.1"),
-		RR(t, "_acme-challenge.example.test. 60 IN CNAME "+target),
-	)
-	pebble := StartPebble(t, res.Addr())
+	d := startDelegated(t, "certbot")
+	hub, tok, target, pebble := d.hub, d.tok, d.target, d.pebble
 
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "acmehub.conf")

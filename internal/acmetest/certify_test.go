@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,11 +29,7 @@ func TestIssueThroughCertifyAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("internal/acmetest: end-to-end issuance skipped in -short mode")
 	}
-	var wg sync.WaitGroup
-	for _, pkg := range []string{pebblePackage, acmehubPackage} {
-		wg.Go(func() { binary(t, pkg) })
-	}
-	wg.Wait()
+	buildBinaries(t)
 
 	hub := StartHub(t, HubConfig{Zone: "acme.test."})
 	p := &certifyProvider{base: hub.APIURL, tok: hub.Consumer(t, "certify", "*.example.test"), poll: 50 * time.Millisecond}
@@ -54,12 +49,7 @@ func TestIssueThroughCertifyAPI(t *testing.T) {
 	}
 	r := NewResolver(t)
 	r.Forward("acme.test.", hub.DNSAddr)
-	r.SetRecords(
-		RR(t, "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"),
-		RR(t, "example.test. 3600 IN NS ns1.example.test."),
-		RR(t, "ns1.example.test. 3600 IN A 127.0.0.1"),
-		RR(t, "_acme-challenge.example.test. 60 IN CNAME "+ch.CNAMETarget),
-	)
+	r.SetRecords(domainZone(t, "example.test", ch.CNAMETarget)...)
 	pebble := StartPebble(t, r.Addr())
 
 	cert, err := ObtainCertificate(t, pebble, r.Addr(), p, "example.test", "*.example.test")

@@ -27,24 +27,14 @@ func TestIssueThroughHub(t *testing.T) {
 		t.Skip("internal/acmetest: end-to-end issuance skipped in -short mode")
 	}
 	start := time.Now()
-	// Build both binaries at once: the first build of each is the slow part.
-	var wg sync.WaitGroup
-	for _, pkg := range []string{pebblePackage, acmehubPackage} {
-		wg.Go(func() { binary(t, pkg) })
-	}
-	wg.Wait()
+	buildBinaries(t)
 	t.Logf("binaries ready after %v", time.Since(start).Round(time.Millisecond))
 
 	const label = "k7x2p9"
 	hub := StartHub(t, HubConfig{Zone: "acme.test."})
 	res := NewResolver(t)
 	res.Forward("acme.test.", hub.DNSAddr)
-	res.SetRecords(
-		RR(t, "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"),
-		RR(t, "example.test. 3600 IN NS ns1.example.test."),
-		RR(t, "ns1.example.test. 3600 IN A 127.0.0.1"),
-		RR(t, "_acme-challenge.example.test. 60 IN CNAME "+label+".acme.test."),
-	)
+	res.SetRecords(domainZone(t, "example.test", label+".acme.test.")...)
 	pebble := StartPebble(t, res.Addr())
 
 	base, err := NewHubProvider(HubProviderConfig{

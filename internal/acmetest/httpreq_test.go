@@ -29,30 +29,8 @@ func TestIssueThroughHTTPReq(t *testing.T) {
 	if testing.Short() {
 		t.Skip("internal/acmetest: end-to-end issuance skipped in -short mode")
 	}
-	var wg sync.WaitGroup
-	for _, pkg := range []string{pebblePackage, acmehubPackage} {
-		wg.Go(func() { binary(t, pkg) })
-	}
-	wg.Wait()
-
-	hub := StartHub(t, HubConfig{Zone: "acme.test."})
-	tok := hub.Consumer(t, "traefik", "*.example.test")
-	native, err := NewNativeProvider(NativeProviderConfig{BaseURL: hub.APIURL, Token: tok.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As in TestIssueThroughNativeAPI: learn the delegation's name, then
-	// serve the CNAME before any order.
-	target := delegationTarget(t, native, "example.test")
-	res := NewResolver(t)
-	res.Forward("acme.test.", hub.DNSAddr)
-	res.SetRecords(
-		RR(t, "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"),
-		RR(t, "example.test. 3600 IN NS ns1.example.test."),
-		RR(t, "ns1.example.test. 3600 IN A 127.0.0.1"),
-		RR(t, "_acme-challenge.example.test. 60 IN CNAME "+target),
-	)
-	pebble := StartPebble(t, res.Addr())
+	d := startDelegated(t, "traefik")
+	hub, tok, target, res, pebble := d.hub, d.tok, d.target, d.res, d.pebble
 	endpoint, err := url.Parse(hub.APIURL + "/httpreq")
 	if err != nil {
 		t.Fatal(err)

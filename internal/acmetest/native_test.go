@@ -25,39 +25,8 @@ func TestIssueThroughNativeAPI(t *testing.T) {
 		t.Skip("internal/acmetest: end-to-end issuance skipped in -short mode")
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	for _, pkg := range []string{pebblePackage, acmehubPackage} {
-		wg.Go(func() { binary(t, pkg) })
-	}
-	wg.Wait()
-
-	hub := StartHub(t, HubConfig{Zone: "acme.test."})
-	tok := hub.Consumer(t, "shop", "*.example.test")
-	native, err := NewNativeProvider(NativeProviderConfig{BaseURL: hub.APIURL, Token: tok.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The hub chooses the delegation's name when it first accepts a
-	// challenge for the domain, and the domain owner then adds the CNAME
-	// once, before any order. The test does the same: one present through
-	// the API with a throwaway value gives cname_target, the value is
-	// cleaned up, and only then is the CNAME served. (Serving it lazily
-	// from the first Present would hide a client that needs the CNAME
-	// before presenting.)
-	target := delegationTarget(t, native, "example.test")
-	if !strings.HasSuffix(target, ".acme.test.") {
-		t.Fatalf("cname_target %q is not in the hub zone", target)
-	}
-	res := NewResolver(t)
-	res.Forward("acme.test.", hub.DNSAddr)
-	res.SetRecords(
-		RR(t, "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"),
-		RR(t, "example.test. 3600 IN NS ns1.example.test."),
-		RR(t, "ns1.example.test. 3600 IN A 127.0.0.1"),
-		RR(t, "_acme-challenge.example.test. 60 IN CNAME "+target),
-	)
-	pebble := StartPebble(t, res.Addr())
+	d := startDelegated(t, "shop")
+	hub, native, target, res, pebble := d.hub, d.native, d.target, d.res, d.pebble
 
 	// After each Present, ask the hub's DNS server what the delegation's
 	// name holds: the second Present must leave both values there at once.
