@@ -274,16 +274,8 @@ func (db *DB) ListPrincipals(ctx context.Context) ([]Principal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list principals: %w", err)
 	}
-	defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
-	var out []Principal
-	for rows.Next() {
-		p, err := scanPrincipal(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list principals: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanPrincipal)
+	if err != nil {
 		return nil, fmt.Errorf("store: list principals: %w", err)
 	}
 	return out, nil
@@ -450,16 +442,8 @@ func (db *DB) RoleAssignments(ctx context.Context, principalID int64) ([]RoleAss
 	if err != nil {
 		return nil, fmt.Errorf("store: role assignments of %d: %w", principalID, err)
 	}
-	defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
-	var out []RoleAssignment
-	for rows.Next() {
-		a, err := scanAssignment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: role assignments of %d: %w", principalID, err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanAssignment)
+	if err != nil {
 		return nil, fmt.Errorf("store: role assignments of %d: %w", principalID, err)
 	}
 	return out, nil

@@ -230,16 +230,8 @@ func (db *DB) ListACMEDNSAccounts(ctx context.Context, f ACMEDNSFilter) ([]ACMED
 	if err != nil {
 		return nil, fmt.Errorf("store: list acme-dns accounts: %w", err)
 	}
-	defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
-	var out []ACMEDNSAccount
-	for rows.Next() {
-		a, err := scanACMEDNS(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list acme-dns accounts: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanACMEDNS)
+	if err != nil {
 		return nil, fmt.Errorf("store: list acme-dns accounts: %w", err)
 	}
 	return out, nil

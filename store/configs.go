@@ -292,14 +292,5 @@ func listConfigs(ctx context.Context, q queryer, query string, args ...any) ([]C
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = rows.Close() }() // rows.Err is checked below
-	var out []ChallengeConfig
-	for rows.Next() {
-		c, err := scanConfig(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return collect(rows, scanConfig)
 }

@@ -258,16 +258,8 @@ func (db *DB) ListDelegations(ctx context.Context, f DelegationFilter) ([]Delega
 	if err != nil {
 		return nil, fmt.Errorf("store: list delegations: %w", err)
 	}
-	defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
-	var out []Delegation
-	for rows.Next() {
-		d, err := scanDelegation(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list delegations: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanDelegation)
+	if err != nil {
 		return nil, fmt.Errorf("store: list delegations: %w", err)
 	}
 	return out, nil

@@ -83,3 +83,17 @@ type readQueryer struct{ db *DB }
 func (q readQueryer) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	return q.db.query(ctx, query, args...)
 }
+
+// collect reads every row with scan, then closes rows.
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

@@ -217,16 +217,8 @@ func (db *DB) ListTokens(ctx context.Context, principalID int64) ([]Token, error
 	if err != nil {
 		return nil, fmt.Errorf("store: list tokens of %d: %w", principalID, err)
 	}
-	defer func() { _ = rows.Close() }() // read-only; rows.Err is checked below
-	var out []Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list tokens of %d: %w", principalID, err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, func(s scanner) (Token, error) { return scanToken(s) })
+	if err != nil {
 		return nil, fmt.Errorf("store: list tokens of %d: %w", principalID, err)
 	}
 	return out, nil
