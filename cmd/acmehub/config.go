@@ -76,43 +76,43 @@ type nameserver struct {
 
 // serveConfig is the validated configuration of `acmehub serve`.
 type serveConfig struct {
-	DBPath                string
-	Synchronous           string
-	KeyFile               string
-	BootstrapTokenFile    string
-	Zone                  string
-	DNSListen             []string
-	APIListen             string
-	APIMaxBody            int64
-	APITLSCert            string
-	APITLSKey             string
-	ProxyHeader           string
-	TrustedProxies        []netip.Prefix
-	AuthFailuresBurst     int
-	AuthFailuresPer       time.Duration
-	MaxValuesPerPrincipal int
-	PublicURL             string
-	HTTPReqPath           string
-	ACMEDNSPath           string
-	ACMEDNSConfig         string
-	ACMEDNSOpenRegister   bool
-	ACMEDNSMaxAccounts    int
-	Nameservers           []nameserver
-	SOAMbox               string
-	SOARefresh            time.Duration
-	SOARetry              time.Duration
-	SOAExpire             time.Duration
-	SOAMinimum            time.Duration
-	ApexTTL               time.Duration
-	TXTTTL                time.Duration
-	ValueLifetime         time.Duration
-	MaxValueLifetime      time.Duration
-	MaxValuesPerName      int
-	SweepInterval         time.Duration
-	JournalMaxAge         time.Duration
-	JournalMaxRows        int
-	LogLevel              string
-	LogFormat             string
+	DBPath                  string
+	Synchronous             string
+	KeyFile                 string
+	BootstrapTokenFile      string
+	Zone                    string
+	DNSListen               []string
+	APIListen               string
+	APIMaxBody              int64
+	APITLSCert              string
+	APITLSKey               string
+	ProxyHeader             string
+	TrustedProxies          []netip.Prefix
+	AuthFailuresBurst       int
+	AuthFailuresPer         time.Duration
+	MaxValuesPerPrincipal   int
+	PublicURL               string
+	HTTPReqPath             string
+	ACMEDNSPath             string
+	ACMEDNSConfig           string
+	ACMEDNSOpenRegistration bool
+	ACMEDNSMaxAccounts      int
+	Nameservers             []nameserver
+	SOAMbox                 string
+	SOARefresh              time.Duration
+	SOARetry                time.Duration
+	SOAExpire               time.Duration
+	SOAMinimum              time.Duration
+	ApexTTL                 time.Duration
+	TXTTTL                  time.Duration
+	ValueLifetime           time.Duration
+	MaxValueLifetime        time.Duration
+	MaxValuesPerName        int
+	SweepInterval           time.Duration
+	JournalMaxAge           time.Duration
+	JournalMaxRows          int
+	LogLevel                string
+	LogFormat               string
 }
 
 // problems collects every invalid setting so one error can list them all.
@@ -201,7 +201,7 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	c.HTTPReqPath = pathPrefix(&p, "httpreq-path", ss.get("httpreq-path"))
 	c.ACMEDNSPath = pathPrefix(&p, "acme-dns-path", ss.get("acme-dns-path"))
 	c.ACMEDNSConfig = ss.get("acme-dns-config")
-	c.ACMEDNSOpenRegister = boolSetting(&p, ss, "acme-dns-open-registration")
+	c.ACMEDNSOpenRegistration = boolSetting(&p, ss, "acme-dns-open-registration")
 	c.ACMEDNSMaxAccounts = positiveInt(&p, ss, "acme-dns-max-accounts", 0, 1<<30)
 
 	dur := func(name string, lo, hi time.Duration) time.Duration {

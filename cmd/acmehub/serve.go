@@ -152,7 +152,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger,
 		Proxy:     api.ProxyTrust{Header: cfg.ProxyHeader, Proxies: cfg.TrustedProxies},
 		PublicURL: cfg.PublicURL, HTTPReqPath: cfg.HTTPReqPath,
-		ACMEDNSPath: cfg.ACMEDNSPath, ACMEDNSOpenRegistration: cfg.ACMEDNSOpenRegister,
+		ACMEDNSPath: cfg.ACMEDNSPath, ACMEDNSOpenRegistration: cfg.ACMEDNSOpenRegistration,
 	})
 	if err != nil {
 		return err
