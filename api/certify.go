@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,12 +32,7 @@ import (
 	"github.com/acmehub/acmehub/rules"
 )
 
-const (
-	certifyPrefix = "/api/v1/managedchallenge"
-	// certifyRetryAfter is the Retry-After, in seconds, of a 503 answered
-	// when every operation slot is taken.
-	certifyRetryAfter = "10"
-)
+const certifyPrefix = "/api/v1/managedchallenge"
 
 // certifyRequest is Certify's ManagedChallengeRequest. encoding/json matches
 // names case-insensitively, so Certify's PascalCase and camelCase both
@@ -184,29 +180,29 @@ func (c *certifyAPI) request(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, presentedResult(ch))
 }
 
-// ServeHTTP is requestbegin: checks at once, the DNS update in the
-// background.
+// begin is requestbegin: checks at once, the DNS update in the background.
 func (c *certifyAPI) begin(w http.ResponseWriter, r *http.Request) {
 	call, ok := c.accept(w, r)
 	if !ok {
 		return
 	}
 	// Outside the token's scope is known now and cheaply, from the grant
-	// alone: let the hub refuse it at once (it audits the refusal and
-	// writes nothing) instead of starting an operation bound to fail.
-	// Whether a managed challenge config matches is decided in the
-	// background; a refusal there is a failed operation whose result is
-	// the same 403 problem.
+	// alone: refuse at once instead of starting an operation bound to fail.
+	// The refusal goes through the hub, which applies the same check first,
+	// audits the refusal and writes nothing. Whether a managed challenge
+	// config matches is decided in the background; a refusal there is a
+	// failed operation whose result is the same 403 problem.
 	if !call.grant.AllowsDomain(hub.ActionChallenge, call.base) {
-		if _, err := c.a.svc.Present(r.Context(), call.grant, call.present(r)); err != nil {
-			c.writeError(w, r, err)
-			return
+		_, err := c.a.svc.Present(r.Context(), call.grant, call.present(r))
+		if err == nil { // cannot happen, but never start the operation
+			err = hub.ErrForbidden
 		}
-		// Not reached (the hub applies this same check); were it, the
-		// operation below only refreshes the value.
+		c.writeError(w, r, err)
+		return
 	}
 	req := call.present(r)
-	op, err := c.ops.begin(r.Context(), call.echo(), func(ctx context.Context) (any, bool) {
+	owner := strconv.FormatInt(call.grant.Principal.ID, 10)
+	op, err := c.ops.begin(r.Context(), owner, call.echo(), func(ctx context.Context) (any, bool) {
 		ch, err := c.a.svc.Present(ctx, call.grant, req)
 		if err != nil {
 			p := c.problemFor(ctx, err)
@@ -215,11 +211,11 @@ func (c *certifyAPI) begin(w http.ResponseWriter, r *http.Request) {
 		return presentedResult(ch), true
 	})
 	switch {
-	case errors.Is(err, errOpsFull), errors.Is(err, errOpsClosed):
-		// Certify reports the failure; the order is retried later.
-		w.Header().Set("Retry-After", certifyRetryAfter)
-		writeProblem(w, http.StatusServiceUnavailable, codeNotReady,
-			"the hub cannot take more background requests now; retry later or use "+certifyPrefix+"/request")
+	case errors.Is(err, errOpsFull), errors.Is(err, errOpsOwnerFull), errors.Is(err, errOpsClosed):
+		// Certify falls back to the synchronous request on 404, 405 and
+		// 501 only; a 503 would fail the order.
+		writeProblem(w, http.StatusNotImplemented, codeUnsupported,
+			"background requests are not available now; use "+certifyPrefix+"/request")
 		return
 	case err != nil:
 		c.writeError(w, r, err)

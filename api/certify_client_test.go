@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -42,6 +43,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acmehub/acmehub/api"
+	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/secret"
 	"github.com/acmehub/acmehub/store"
 )
@@ -282,4 +285,95 @@ func TestCertifyClientFallback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holdingPresent holds every Present whose value starts with "hold" until
+// release is closed, so a test can keep operations unfinished.
+type holdingPresent struct {
+	api.Service
+	release chan struct{}
+}
+
+func (h holdingPresent) Present(ctx context.Context, g hub.Grant, req hub.PresentRequest) (hub.Challenge, error) {
+	if strings.HasPrefix(req.Value, "hold") {
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return hub.Challenge{}, ctx.Err()
+		}
+	}
+	return h.Service.Present(ctx, g, req)
+}
+
+// TestCertifyClientFallbackWhenBusy: when requestbegin cannot take an
+// operation (the caller's cap, or a store full of unfinished and young
+// finished operations), it answers 501, so the client falls back to request
+// and the order goes on. Another principal keeps its background requests.
+func TestCertifyClientFallbackWhenBusy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.config(t, "example-org", "*.example.org")
+	alice := f.consumer(t, "alice", store.RoleChallengeConsumer, "*.example.org", store.Token{})
+	bob := f.consumer(t, "bob", store.RoleChallengeConsumer, "*.example.org", store.Token{})
+	svc := holdingPresent{
+		Service: hub.New(f.db, f.kr, hub.Config{Zone: testZone, DefaultTTL: time.Minute, DefaultLifetime: time.Hour, MaxValueLifetime: 24 * time.Hour}),
+		release: make(chan struct{}),
+	}
+	a, err := api.New(svc, api.Config{MaxBody: 1024, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.SetCertifyOpsLimits(a, 0, 1) // one unfinished operation per principal
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	defer close(svc.release) // before srv.Close: the held operation ends
+	g := &fixture{srv: srv, db: f.db}
+
+	if r := g.do(t, "POST", pathBegin, certifyBody("example.org", "_acme-challenge.example.org", "hold-alice", alice), nil); r.status != http.StatusAccepted {
+		t.Fatalf("alice's first requestbegin: %d %s", r.status, r.raw)
+	}
+	// Alice is at her cap: 501 with a problem naming the fallback.
+	r := g.do(t, "POST", pathBegin, certifyBody("example.org", "_acme-challenge.example.org", "v", alice), nil)
+	if r.status != http.StatusNotImplemented || r.ctype != "application/problem+json" || r.body["code"] != "not_implemented" ||
+		!strings.Contains(fmt.Sprint(r.body["detail"]), "/api/v1/managedchallenge/request") {
+		t.Fatalf("requestbegin over the cap: %d %s %s", r.status, r.ctype, r.raw)
+	}
+
+	stored := func(res clientActionResult, value string) {
+		t.Helper()
+		var ch struct{ CNAMETarget, Value string }
+		if err := json.Unmarshal(res.Result, &ch); err != nil || ch.Value != value {
+			t.Fatalf("result %s: %v", res.Result, err)
+		}
+		recs, _ := f.db.ListValues(t.Context(), ch.CNAMETarget)
+		for _, rec := range recs {
+			if rec.Value == value {
+				return
+			}
+		}
+		t.Fatalf("%s not stored: %+v", value, recs)
+	}
+	ca := newCertifyClient(srv.URL, srv.Client(), alice)
+	res, err := ca.CreateRecord(t.Context(), "www.example.org", "_acme-challenge.www.example.org", "v-alice")
+	if err != nil || !res.IsSuccess || ca.fallbacks != 1 || ca.polls != 0 {
+		t.Fatalf("alice over her cap: %+v %v (fallbacks %d, polls %d)", res, err, ca.fallbacks, ca.polls)
+	}
+	stored(res, "v-alice")
+
+	// Bob is not affected by alice's cap.
+	cb := newCertifyClient(srv.URL, srv.Client(), bob)
+	res, err = cb.CreateRecord(t.Context(), "shop.example.org", "_acme-challenge.shop.example.org", "v-bob")
+	if err != nil || !res.IsSuccess || cb.fallbacks != 0 || cb.polls < 1 {
+		t.Fatalf("bob: %+v %v (fallbacks %d, polls %d)", res, err, cb.fallbacks, cb.polls)
+	}
+	stored(res, "v-bob")
+
+	// The store is full now: alice's held operation and bob's finished
+	// one, too young to drop. Bob falls back too.
+	api.SetCertifyOpsLimits(a, 2, 0)
+	res, err = cb.CreateRecord(t.Context(), "shop.example.org", "_acme-challenge.shop.example.org", "v-bob-2")
+	if err != nil || !res.IsSuccess || cb.fallbacks != 1 {
+		t.Fatalf("bob on a full store: %+v %v (fallbacks %d)", res, err, cb.fallbacks)
+	}
+	stored(res, "v-bob-2")
 }

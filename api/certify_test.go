@@ -428,7 +428,8 @@ func (b blockingPresent) Present(ctx context.Context, g hub.Grant, req hub.Prese
 }
 
 // TestCertifyShutdown: Shutdown waits for an operation running in the
-// background, and requestbegin refuses new ones meanwhile with 503.
+// background, and requestbegin refuses new ones meanwhile with 501, so
+// Certify falls back to request.
 func TestCertifyShutdown(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -463,7 +464,7 @@ func TestCertifyShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+		if resp.StatusCode == http.StatusNotImplemented {
 			break
 		}
 		if resp.StatusCode != http.StatusAccepted || time.Now().After(deadline) {
@@ -491,5 +492,66 @@ func TestCertifyShutdown(t *testing.T) {
 	}
 	if recs, _ := f.db.ListAll(t.Context(), "", 10); len(recs) == 0 {
 		t.Fatal("the value was not published")
+	}
+}
+
+// TestCertifyStatusNotLogged: the operation id is the capability to read
+// the operation, so the access log shows the requeststatus path without it.
+func TestCertifyStatusNotLogged(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.config(t, "example-org", "*.example.org")
+	tok := f.consumer(t, "certify", store.RoleChallengeConsumer, "*.example.org", store.Token{})
+	r := f.do(t, "POST", pathBegin, certifyBody("example.org", "_acme-challenge.example.org", "v", tok), nil)
+	id, _ := r.body["id"].(string)
+	if r.status != http.StatusAccepted || id == "" {
+		t.Fatalf("requestbegin: %d %s", r.status, r.raw)
+	}
+	for _, path := range []string{pathStatus + id, strings.ToUpper(pathStatus) + id, pathStatus + id + "/x"} {
+		f.do(t, "GET", path, "", nil)
+	}
+	if s := f.do(t, "GET", pathStatus+id, "", nil); s.status != http.StatusOK {
+		t.Fatalf("requeststatus: %d %s", s.status, s.raw)
+	}
+	logs := f.logs.String()
+	if strings.Contains(logs, id) {
+		t.Fatalf("the operation id is in the log:\n%s", logs)
+	}
+	if n := strings.Count(logs, `"path":"`+pathStatus+`{id}"`); n != 4 {
+		t.Fatalf("%d access lines for requeststatus, want 4:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, `"path":"`+pathBegin+`"`) {
+		t.Fatalf("other paths are logged as they are:\n%s", logs)
+	}
+}
+
+// permissivePresent accepts every Present, as a hub that forgot its scope
+// check would.
+type permissivePresent struct{ api.Service }
+
+func (permissivePresent) Present(context.Context, hub.Grant, hub.PresentRequest) (hub.Challenge, error) {
+	return hub.Challenge{Value: "written"}, nil
+}
+
+// TestCertifyBeginOutsideScope: requestbegin refuses a domain outside the
+// token's scope itself and never starts an operation for it, even if the
+// hub's own check were missing.
+func TestCertifyBeginOutsideScope(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tok := f.consumer(t, "certify", store.RoleChallengeConsumer, "*.example.org", store.Token{})
+	svc := permissivePresent{hub.New(f.db, f.kr, hub.Config{Zone: testZone, DefaultTTL: time.Minute, DefaultLifetime: time.Hour, MaxValueLifetime: 24 * time.Hour})}
+	a, err := api.New(svc, api.Config{MaxBody: 1024, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	g := &fixture{srv: srv, db: f.db}
+	if r := g.do(t, "POST", pathBegin, certifyBody("example.net", "_acme-challenge.example.net", "v", tok), nil); r.status != http.StatusForbidden || r.body["code"] != "forbidden" {
+		t.Fatalf("outside the scope: %d %s", r.status, r.raw)
+	}
+	if r := g.do(t, "POST", pathBegin, certifyBody("example.org", "_acme-challenge.example.org", "v", tok), nil); r.status != http.StatusAccepted {
+		t.Fatalf("inside the scope: %d %s", r.status, r.raw)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/acmehub/acmehub/internal/hub"
@@ -98,10 +99,22 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		start := time.Now()
 		next.ServeHTTP(sw, r)
 		a.log.InfoContext(r.Context(), "http request",
-			"req_id", ri.id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"req_id", ri.id, "method", r.Method, "path", logPath(r.URL.Path), "status", sw.status,
 			"bytes", sw.bytes, "remote", ri.source.String(), "token_id", ri.tokenID,
 			"duration", time.Since(start).Seconds())
 	})
+}
+
+// logPath is the path as the access log shows it. A requeststatus path ends
+// in an operation id, which is the capability to read the operation, so the
+// line shows "{id}" instead; any case, since a mistyped path may still carry
+// a real id.
+func logPath(path string) string {
+	const status = certifyPrefix + "/requeststatus/"
+	if len(path) > len(status) && strings.EqualFold(path[:len(status)], status) {
+		return status + "{id}"
+	}
+	return path
 }
 
 // limitBody caps request bodies; handlers see an error past the limit and

@@ -20,13 +20,15 @@ const (
 
 // Errors of opStore.begin.
 var (
-	errOpsFull   = errors.New("every operation slot holds an unfinished operation")
-	errOpsClosed = errors.New("shutting down")
+	errOpsFull      = errors.New("no operation slot is free")
+	errOpsOwnerFull = errors.New("the caller has too many unfinished operations")
+	errOpsClosed    = errors.New("shutting down")
 )
 
 // operation is a snapshot of one background operation.
 type operation struct {
 	ID      string
+	owner   string // whose unfinished operations it counts among
 	Status  string // opPending, opRunning, opSucceeded or opFailed
 	Request any    // what was asked, echoed to pollers
 	Result  any    // set when completed; nil before
@@ -45,11 +47,20 @@ type opFunc func(ctx context.Context) (result any, ok bool)
 // opStoreConfig bounds the store; zero fields take the defaults.
 type opStoreConfig struct {
 	// Max is how many operations are held at once (default 10,000). When
-	// full, the oldest completed one is dropped; if none is completed,
-	// begin fails with errOpsFull.
+	// full, the oldest completed one is dropped if it completed at least
+	// MinKeep ago; otherwise begin fails with errOpsFull.
 	Max int
+	// PerOwner is how many unfinished operations one owner may have
+	// (default 64); beyond it begin fails with errOpsOwnerFull, so one
+	// client cannot take every slot.
+	PerOwner int
 	// Keep is how long a completed operation stays readable (default 6 h).
 	Keep time.Duration
+	// MinKeep is how long a completed operation is safe from being dropped
+	// to make room (default 2 min): long enough for its client's next poll
+	// (Certify polls every 5 s), so a busy client cannot evict another's
+	// result before it is read.
+	MinKeep time.Duration
 	// Workers is how many operations run at once (default 16); the others
 	// wait as pending.
 	Workers int
@@ -62,8 +73,14 @@ func (c opStoreConfig) withDefaults() opStoreConfig {
 	if c.Max <= 0 {
 		c.Max = 10_000
 	}
+	if c.PerOwner <= 0 {
+		c.PerOwner = 64
+	}
 	if c.Keep <= 0 {
 		c.Keep = 6 * time.Hour
+	}
+	if c.MinKeep <= 0 {
+		c.MinKeep = 2 * time.Minute
 	}
 	if c.Workers <= 0 {
 		c.Workers = 16
@@ -88,10 +105,11 @@ type opStore struct {
 	kill context.CancelFunc
 	wg   sync.WaitGroup // background goroutines
 
-	mu     sync.Mutex
-	closed bool
-	byID   map[string]*operation
-	done   []string // ids of completed operations, oldest first
+	mu      sync.Mutex
+	closed  bool
+	byID    map[string]*operation
+	done    []string       // ids of completed operations, oldest first
+	pending map[string]int // unfinished operations per owner
 }
 
 func newOpStore(cfg opStoreConfig, log *slog.Logger) *opStore {
@@ -99,14 +117,15 @@ func newOpStore(cfg opStoreConfig, log *slog.Logger) *opStore {
 	stop, kill := context.WithCancel(context.Background())
 	return &opStore{
 		cfg: cfg, log: log, now: time.Now, sem: make(chan struct{}, cfg.Workers),
-		stop: stop, kill: kill, byID: make(map[string]*operation),
+		stop: stop, kill: kill, byID: make(map[string]*operation), pending: make(map[string]int),
 	}
 }
 
-// begin registers a pending operation and runs fn in the background. Its
-// context keeps parent's values but not its cancellation (the client has
-// gone by the time the work runs) and ends after cfg.Timeout.
-func (o *opStore) begin(parent context.Context, request any, fn opFunc) (operation, error) {
+// begin registers a pending operation of owner (the principal asking) and
+// runs fn in the background. Its context keeps parent's values but not its
+// cancellation (the client has gone by the time the work runs) and ends
+// after cfg.Timeout.
+func (o *opStore) begin(parent context.Context, owner string, request any, fn opFunc) (operation, error) {
 	// crypto/rand.Text: 26 base32 characters, 130 bits.
 	id := rand.Text()
 	now := o.now()
@@ -115,16 +134,21 @@ func (o *opStore) begin(parent context.Context, request any, fn opFunc) (operati
 	if o.closed {
 		return operation{}, errOpsClosed
 	}
+	if o.pending[owner] >= o.cfg.PerOwner {
+		return operation{}, errOpsOwnerFull
+	}
 	o.pruneLocked(now)
 	if len(o.byID) >= o.cfg.Max {
-		if len(o.done) == 0 {
+		// o.done is oldest first: if its head is too young, all are.
+		if len(o.done) == 0 || now.Sub(o.byID[o.done[0]].Ended) < o.cfg.MinKeep {
 			return operation{}, errOpsFull
 		}
 		delete(o.byID, o.done[0])
 		o.done = o.done[1:]
 	}
-	op := &operation{ID: id, Status: opPending, Request: request, Created: now, Updated: now}
+	op := &operation{ID: id, owner: owner, Status: opPending, Request: request, Created: now, Updated: now}
 	o.byID[id] = op
+	o.pending[owner]++
 	o.wg.Add(1) // under mu, before closed can be set: see shutdown
 	go o.run(parent, id, fn)
 	return *op, nil
@@ -156,6 +180,9 @@ func (o *opStore) run(parent context.Context, id string, fn opFunc) {
 			op.Status = opSucceeded
 		}
 		o.done = append(o.done, id)
+		if o.pending[op.owner]--; o.pending[op.owner] <= 0 {
+			delete(o.pending, op.owner)
+		}
 	})
 }
 

@@ -60,7 +60,7 @@ func TestOperationLifecycle(t *testing.T) {
 	t.Parallel()
 	o, clock := newTestOps(t, opStoreConfig{})
 	release := make(chan struct{})
-	op, err := o.begin(t.Context(), "the request", func(context.Context) (any, bool) {
+	op, err := o.begin(t.Context(), "p1", "the request", func(context.Context) (any, bool) {
 		<-release
 		return "the result", true
 	})
@@ -81,14 +81,14 @@ func TestOperationLifecycle(t *testing.T) {
 		t.Fatalf("completed operation: %+v", done)
 	}
 
-	failed, err := o.begin(t.Context(), nil, func(context.Context) (any, bool) { return "why", false })
+	failed, err := o.begin(t.Context(), "p1", nil, func(context.Context) (any, bool) { return "why", false })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if op := waitFor(t, o, failed.ID, opFailed); op.Result != "why" {
 		t.Fatalf("failed operation: %+v", op)
 	}
-	panicked, err := o.begin(t.Context(), nil, func(context.Context) (any, bool) { panic("boom") })
+	panicked, err := o.begin(t.Context(), "p1", nil, func(context.Context) (any, bool) { panic("boom") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +102,10 @@ func TestOperationLifecycle(t *testing.T) {
 
 func TestOperationIDsAreUnique(t *testing.T) {
 	t.Parallel()
-	o, _ := newTestOps(t, opStoreConfig{})
+	o, _ := newTestOps(t, opStoreConfig{PerOwner: 1000})
 	seen := map[string]bool{}
 	for range 1000 {
-		op, err := o.begin(t.Context(), nil, func(context.Context) (any, bool) { return nil, true })
+		op, err := o.begin(t.Context(), "p1", nil, func(context.Context) (any, bool) { return nil, true })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestOperationContext(t *testing.T) {
 	parent, cancel := context.WithCancel(context.WithValue(t.Context(), key{}, "req-1"))
 	cancel() // the client has gone
 	got := make(chan string, 1)
-	if _, err := o.begin(parent, nil, func(ctx context.Context) (any, bool) {
+	if _, err := o.begin(parent, "p1", nil, func(ctx context.Context) (any, bool) {
 		deadline, ok := ctx.Deadline()
 		if ctx.Err() != nil || !ok || time.Until(deadline) > time.Hour || ctx.Value(key{}) != "req-1" {
 			got <- fmt.Sprintf("err %v, deadline %v %v, value %v", ctx.Err(), deadline, ok, ctx.Value(key{}))
@@ -147,7 +147,7 @@ func TestOperationConcurrencyIsBounded(t *testing.T) {
 	release := make(chan struct{})
 	var ids []string
 	for range 6 {
-		op, err := o.begin(t.Context(), nil, func(context.Context) (any, bool) {
+		op, err := o.begin(t.Context(), "p1", nil, func(context.Context) (any, bool) {
 			n := running.Add(1)
 			for {
 				m := most.Load()
@@ -189,28 +189,29 @@ func TestOperationConcurrencyIsBounded(t *testing.T) {
 
 func TestOperationsFullAndExpiry(t *testing.T) {
 	t.Parallel()
-	o, clock := newTestOps(t, opStoreConfig{Max: 3, Keep: time.Hour})
+	o, clock := newTestOps(t, opStoreConfig{Max: 3, Keep: time.Hour, MinKeep: 2 * time.Minute})
 	release := make(chan struct{})
 	defer close(release)
 	blocked := func(context.Context) (any, bool) { <-release; return nil, true }
 	quick := func(context.Context) (any, bool) { return "done", true }
 
-	first, err := o.begin(t.Context(), nil, quick)
+	first, err := o.begin(t.Context(), "p1", nil, quick)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, o, first.ID, opSucceeded)
 	clock.add(time.Minute)
-	second, err := o.begin(t.Context(), nil, quick)
+	second, err := o.begin(t.Context(), "p1", nil, quick)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, o, second.ID, opSucceeded)
-	if _, err := o.begin(t.Context(), nil, blocked); err != nil {
+	clock.add(2 * time.Minute) // both completed MinKeep ago or more
+	if _, err := o.begin(t.Context(), "p1", nil, blocked); err != nil {
 		t.Fatal(err)
 	}
 	// Full: the oldest completed operation makes room, then the next.
-	if _, err := o.begin(t.Context(), nil, blocked); err != nil {
+	if _, err := o.begin(t.Context(), "p1", nil, blocked); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := o.get(first.ID); ok {
@@ -219,17 +220,17 @@ func TestOperationsFullAndExpiry(t *testing.T) {
 	if _, ok := o.get(second.ID); !ok {
 		t.Fatal("a newer completed operation was dropped")
 	}
-	if _, err := o.begin(t.Context(), nil, blocked); err != nil {
+	if _, err := o.begin(t.Context(), "p1", nil, blocked); err != nil {
 		t.Fatal(err)
 	}
 	// Every slot holds an unfinished operation now.
-	if _, err := o.begin(t.Context(), nil, blocked); !errors.Is(err, errOpsFull) {
+	if _, err := o.begin(t.Context(), "p1", nil, blocked); !errors.Is(err, errOpsFull) {
 		t.Fatalf("begin on a full store: %v", err)
 	}
 
 	// Expiry: readable for Keep after completion, then gone.
 	o2, clock2 := newTestOps(t, opStoreConfig{Keep: time.Hour})
-	op, err := o2.begin(t.Context(), nil, quick)
+	op, err := o2.begin(t.Context(), "p1", nil, quick)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestOperationsFullAndExpiry(t *testing.T) {
 	if _, ok := o2.get(op.ID); ok {
 		t.Fatal("still readable after Keep")
 	}
-	if _, err := o2.begin(t.Context(), nil, quick); err != nil {
+	if _, err := o2.begin(t.Context(), "p1", nil, quick); err != nil {
 		t.Fatal(err)
 	}
 	o2.mu.Lock()
@@ -250,6 +251,81 @@ func TestOperationsFullAndExpiry(t *testing.T) {
 	o2.mu.Unlock()
 	if kept {
 		t.Fatal("the expired operation was not pruned")
+	}
+}
+
+// TestOperationsFairness: one owner cannot take every slot, and a busy
+// store does not drop another client's result before its next poll.
+func TestOperationsFairness(t *testing.T) {
+	t.Parallel()
+	o, clock := newTestOps(t, opStoreConfig{Max: 4, PerOwner: 2, MinKeep: 2 * time.Minute})
+	releases := map[string]chan struct{}{}
+	t.Cleanup(func() {
+		for _, c := range releases {
+			close(c)
+		}
+	})
+	start := func(owner string) (operation, error) {
+		release := make(chan struct{})
+		op, err := o.begin(t.Context(), owner, nil, func(context.Context) (any, bool) { <-release; return "done", true })
+		if err == nil {
+			releases[op.ID] = release
+		}
+		return op, err
+	}
+	finish := func(id string) {
+		close(releases[id])
+		delete(releases, id)
+		waitFor(t, o, id, opSucceeded)
+	}
+
+	a1, err := start("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start("alice"); !errors.Is(err, errOpsOwnerFull) {
+		t.Fatalf("alice's third unfinished operation: %v", err)
+	}
+	// Another owner is not affected by alice's cap.
+	bob, err := start("bob")
+	if err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	// A finished operation no longer counts against its owner.
+	finish(a1.ID)
+	if _, err := start("alice"); err != nil {
+		t.Fatalf("alice after one finished: %v", err)
+	}
+	// Full now (4 held), and both finished operations are young.
+	clock.add(time.Minute)
+	finish(bob.ID)
+	if _, err := start("carol"); !errors.Is(err, errOpsFull) {
+		t.Fatalf("full store whose finished operations are young: %v", err)
+	}
+	clock.add(time.Minute - time.Second)
+	if _, err := start("carol"); !errors.Is(err, errOpsFull) {
+		t.Fatalf("just before MinKeep: %v", err)
+	}
+	for _, id := range []string{a1.ID, bob.ID} {
+		if _, ok := o.get(id); !ok {
+			t.Fatalf("young finished operation %s was dropped", id)
+		}
+	}
+	clock.add(time.Second) // a1 finished MinKeep ago, bob a minute later
+	if _, err := start("carol"); err != nil {
+		t.Fatalf("after MinKeep: %v", err)
+	}
+	if _, ok := o.get(a1.ID); ok {
+		t.Fatal("the old finished operation was not dropped to make room")
+	}
+	if _, ok := o.get(bob.ID); !ok {
+		t.Fatal("the young finished operation was dropped")
+	}
+	if _, err := start("dave"); !errors.Is(err, errOpsFull) {
+		t.Fatalf("full again, bob's result still young: %v", err)
 	}
 }
 
@@ -261,7 +337,7 @@ func TestOperationsShutdown(t *testing.T) {
 		release := make(chan struct{})
 		var finished atomic.Int32
 		for range 3 { // one running, two pending: all must finish
-			if _, err := o.begin(t.Context(), nil, func(context.Context) (any, bool) {
+			if _, err := o.begin(t.Context(), "p1", nil, func(context.Context) (any, bool) {
 				<-release
 				finished.Add(1)
 				return nil, true
@@ -274,7 +350,7 @@ func TestOperationsShutdown(t *testing.T) {
 		// New operations are refused as soon as shutdown began.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			_, err := o.begin(t.Context(), nil, func(context.Context) (any, bool) { return nil, true })
+			_, err := o.begin(t.Context(), "p1", nil, func(context.Context) (any, bool) { return nil, true })
 			if errors.Is(err, errOpsClosed) {
 				break
 			}
@@ -300,7 +376,7 @@ func TestOperationsShutdown(t *testing.T) {
 		t.Parallel()
 		o, _ := newTestOps(t, opStoreConfig{Timeout: time.Hour})
 		cancelled := make(chan struct{})
-		if _, err := o.begin(t.Context(), nil, func(ctx context.Context) (any, bool) {
+		if _, err := o.begin(t.Context(), "p1", nil, func(ctx context.Context) (any, bool) {
 			<-ctx.Done()
 			close(cancelled)
 			return nil, false
