@@ -27,7 +27,7 @@ type ACMEDNSService interface {
 	ACMEDNSAccountForDomain(ctx context.Context, g hub.Grant, domain string) (hub.ACMEDNSAccount, error)
 	BindACMEDNS(ctx context.Context, g hub.Grant, domain, username, password string) (hub.ACMEDNSAccount, error)
 	ACMEDNSAccountsByDomain(ctx context.Context, g hub.Grant) (map[string]hub.ACMEDNSAccount, error)
-	ListACMEDNS(ctx context.Context, g hub.Grant, f hub.ACMEDNSFilter) ([]hub.ACMEDNSAccount, error)
+	ListACMEDNS(ctx context.Context, g hub.Grant, f hub.ACMEDNSFilter) (_ []hub.ACMEDNSAccount, nextAfter string, _ error)
 	GetACMEDNS(ctx context.Context, g hub.Grant, username string, reveal bool) (hub.ACMEDNSAccount, error)
 	DeleteACMEDNS(ctx context.Context, g hub.Grant, username string) error
 }
@@ -92,7 +92,6 @@ const (
 	adnsForbidden     = "forbidden"
 	adnsMalformedJSON = "malformed_json_payload"
 	adnsBadCIDR       = "invalid_allowfrom_cidr"
-	adnsBadSubdomain  = "bad_subdomain"
 	adnsBadTXT        = "bad_txt"
 	adnsInternal      = "db_error"
 	adnsBadRequest    = "bad_request"
@@ -304,8 +303,8 @@ func (a *API) acmeDNSAuthError(w http.ResponseWriter, r *http.Request, err error
 // acme-dns's db_error, without their text.
 func (a *API) acmeDNSServiceError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, hub.ErrBadSubdomain):
-		writeACMEDNSError(w, http.StatusBadRequest, adnsBadSubdomain, "")
+	case errors.Is(err, hub.ErrAllowFrom):
+		writeACMEDNSError(w, http.StatusBadRequest, adnsBadCIDR, err.Error())
 	case errors.Is(err, hub.ErrBadTXT):
 		writeACMEDNSError(w, http.StatusBadRequest, adnsBadTXT, "")
 	case errors.Is(err, hub.ErrInvalid):

@@ -124,9 +124,6 @@ type createACMEDNSRequest struct {
 	AllowFrom []string `json:"allowfrom"`
 }
 
-// defaultACMEDNSLimit is the page size the service uses when none is given.
-const defaultACMEDNSLimit = 100
-
 func (a *API) listACMEDNS(w http.ResponseWriter, r *http.Request) {
 	q := query{v: r.URL.Query()}
 	f := hub.ACMEDNSFilter{Owner: q.v.Get("owner"), Domain: q.v.Get("domain"), AfterID: q.v.Get("after"), Limit: q.limit("limit", 1000)}
@@ -134,7 +131,7 @@ func (a *API) listACMEDNS(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, q.err)
 		return
 	}
-	accts, err := a.svc.ListACMEDNS(adminContext(r), grant(r.Context()), f)
+	accts, next, err := a.svc.ListACMEDNS(adminContext(r), grant(r.Context()), f)
 	if err != nil {
 		a.adminError(w, r, err, "")
 		return
@@ -146,12 +143,10 @@ func (a *API) listACMEDNS(w http.ResponseWriter, r *http.Request) {
 		out = append(out, ToACMEDNSAccountJSON(acct, serverURL))
 	}
 	resp := map[string]any{"accounts": out}
-	limit := f.Limit
-	if limit == 0 {
-		limit = defaultACMEDNSLimit
-	}
-	if len(out) >= limit {
-		resp["next_after"] = out[len(out)-1].Username
+	if next != "" {
+		// The store's cursor: a page thinned by visibility may be short,
+		// even empty, with more to come.
+		resp["next_after"] = next
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

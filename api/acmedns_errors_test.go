@@ -39,7 +39,8 @@ func TestACMEDNSErrorMapping(t *testing.T) {
 		// update, when set, is /update's body where it differs (status 401).
 		update string
 	}{
-		{fmt.Errorf("%w: %w: label", hub.ErrInvalid, hub.ErrBadSubdomain), 400, `{"error": "bad_subdomain"}`, ""},
+		{fmt.Errorf("%w: %w: 10.0.0.0/8 is outside", hub.ErrInvalid, hub.ErrAllowFrom), 400,
+			`{"error": "invalid_allowfrom_cidr", "detail": "invalid request: allow-from not within the token's allow-list: 10.0.0.0/8 is outside"}`, ""},
 		{fmt.Errorf("%w: %w: empty", hub.ErrInvalid, hub.ErrBadTXT), 400, `{"error": "bad_txt"}`, ""},
 		{fmt.Errorf("%w: something", hub.ErrInvalid), 400, `{"error": "bad_request", "detail": "invalid request: something"}`, ""},
 		{hub.ErrUnauthenticated, 401, `{"error": "forbidden"}`, ""},

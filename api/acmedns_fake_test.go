@@ -35,8 +35,8 @@ func (acceptAll) ACMEDNSAccountsByDomain(context.Context, hub.Grant) (map[string
 	return nil, nil
 }
 
-func (acceptAll) ListACMEDNS(context.Context, hub.Grant, hub.ACMEDNSFilter) ([]hub.ACMEDNSAccount, error) {
-	return nil, nil
+func (acceptAll) ListACMEDNS(context.Context, hub.Grant, hub.ACMEDNSFilter) ([]hub.ACMEDNSAccount, string, error) {
+	return nil, "", nil
 }
 
 func (acceptAll) GetACMEDNS(context.Context, hub.Grant, string, bool) (hub.ACMEDNSAccount, error) {

@@ -143,12 +143,15 @@ func (a *API) deleteManaged(w http.ResponseWriter, r *http.Request) {
 // DelegationJSON is a delegation on the wire, with the CNAME record the
 // domain's owner adds.
 type DelegationJSON struct {
-	ID               int64      `json:"id"`
-	Domain           string     `json:"domain"`
-	Label            string     `json:"label"`
-	Target           string     `json:"target"`
-	ConfigID         int64      `json:"managed_challenge_id,omitempty"`
-	Config           string     `json:"managed_challenge,omitempty"`
+	ID       int64  `json:"id"`
+	Domain   string `json:"domain"`
+	Label    string `json:"label"`
+	Target   string `json:"target"`
+	ConfigID int64  `json:"managed_challenge_id,omitempty"`
+	Config   string `json:"managed_challenge,omitempty"`
+	// OwnerPrincipalID: the owner of the acme-dns account whose
+	// registration without a domain created the label; absent otherwise.
+	// It grants nothing.
 	OwnerPrincipalID int64      `json:"owner_principal_id,omitempty"`
 	CreatedAt        time.Time  `json:"created_at"`
 	CreatedBy        string     `json:"created_by"`

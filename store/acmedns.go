@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,8 +71,11 @@ func (a *ACMEDNSAccount) normalize() error {
 	if len(a.PasswordHash) == 0 || len(a.PasswordSealed) == 0 {
 		errs = append(errs, errors.New("password hash and sealed password are required"))
 	}
-	if a.OwnerPrincipalID <= 0 || a.DelegationID < 0 {
+	if a.OwnerPrincipalID <= 0 {
 		errs = append(errs, errors.New("an owning principal is required"))
+	}
+	if a.DelegationID < 0 {
+		errs = append(errs, errors.New("delegation id: want 0 (a new delegation) or an existing one's id"))
 	}
 	cidrs, err := canonicalCIDRs(a.AllowFrom)
 	if err != nil {
@@ -88,8 +92,17 @@ const acmeDNSCols = `a.username, a.delegation_id, a.owner_principal_id, a.passwo
 
 const acmeDNSFrom = ` FROM acme_dns_accounts a JOIN delegations d ON d.id = a.delegation_id`
 
-// qACMEDNSAccount is the /update hot path's read (on a cache miss).
-const qACMEDNSAccount = `SELECT ` + acmeDNSCols + acmeDNSFrom + ` WHERE a.username = ?`
+// qACMEDNSByUsername reads one account with its delegation.
+const qACMEDNSByUsername = `SELECT ` + acmeDNSCols + acmeDNSFrom + ` WHERE a.username = ?`
+
+// qACMEDNSAccount is the /update hot path's read (on a cache miss): the
+// account with its delegation, its owner and the owner's role assignments
+// (as a JSON array) in one query, so a known username costs the one read
+// an unknown one does.
+const qACMEDNSAccount = `SELECT ` + acmeDNSCols + `, p.id, p.kind, p.name, p.description, p.enabled, p.created_at, p.updated_at,
+	(SELECT json_group_array(json_object('id', r.id, 'role', r.role, 'domains', r.domains, 'created_at', r.created_at))
+		FROM role_assignments r WHERE r.principal_id = a.owner_principal_id)` + acmeDNSFrom + `
+	LEFT JOIN principals p ON p.id = a.owner_principal_id WHERE a.username = ?`
 
 func scanACMEDNS(s scanner) (ACMEDNSAccount, error) {
 	var a ACMEDNSAccount
@@ -156,7 +169,7 @@ func (db *DB) CreateACMEDNSAccount(ctx context.Context, a ACMEDNSAccount, d Dele
 			w.now.UnixMilli(), a.CreatedBy); err != nil {
 			return fmt.Errorf("store: create acme-dns account: %w", sqlErr(err))
 		}
-		got, err := scanACMEDNS(w.queryRow(qACMEDNSAccount, a.Username))
+		got, err := scanACMEDNS(w.queryRow(qACMEDNSByUsername, a.Username))
 		if err != nil {
 			return fmt.Errorf("store: create acme-dns account: read back: %w", err)
 		}
@@ -173,12 +186,65 @@ func (db *DB) CreateACMEDNSAccount(ctx context.Context, a ACMEDNSAccount, d Dele
 // ACMEDNSAccountByUsername returns an account with its delegation, or
 // ErrNotFound.
 func (db *DB) ACMEDNSAccountByUsername(ctx context.Context, username string) (ACMEDNSAccount, error) {
-	a, err := scanACMEDNS(db.queryRow(ctx, qACMEDNSAccount, username))
+	a, err := scanACMEDNS(db.queryRow(ctx, qACMEDNSByUsername, username))
 	if err != nil {
 		return ACMEDNSAccount{}, fmt.Errorf("store: acme-dns account %q: %w", username, notFound(err))
 	}
 	return a, nil
 }
+
+// ACMEDNSCredential is what /update checks: an account, its owner as it
+// is now and the owner's role assignments.
+type ACMEDNSCredential struct {
+	Account    ACMEDNSAccount
+	Owner      Principal
+	OwnerFound bool // false: the owner is gone (the account goes with it)
+	OwnerRoles []RoleAssignment
+}
+
+// ACMEDNSCredentialByUsername returns an account with its delegation, its
+// owner and the owner's role assignments, read in one query, or
+// ErrNotFound.
+func (db *DB) ACMEDNSCredentialByUsername(ctx context.Context, username string) (ACMEDNSCredential, error) {
+	var c ACMEDNSCredential
+	var pID, pCreated, pUpdated sql.NullInt64
+	var pKind, pName, pDesc sql.NullString
+	var pEnabled sql.NullBool
+	var roles string
+	a, err := scanACMEDNS(extraScanner{db.queryRow(ctx, qACMEDNSAccount, username),
+		[]any{&pID, &pKind, &pName, &pDesc, &pEnabled, &pCreated, &pUpdated, &roles}})
+	if err != nil {
+		return c, fmt.Errorf("store: acme-dns account %q: %w", username, notFound(err))
+	}
+	c.Account = a
+	if pID.Valid {
+		c.OwnerFound = true
+		c.Owner = Principal{ID: pID.Int64, Kind: pKind.String, Name: pName.String, Description: pDesc.String,
+			Enabled: pEnabled.Bool, CreatedAt: fromMilli(pCreated.Int64), UpdatedAt: fromMilli(pUpdated.Int64)}
+	}
+	var rs []struct {
+		ID        int64  `json:"id"`
+		Role      string `json:"role"`
+		Domains   string `json:"domains"`
+		CreatedAt int64  `json:"created_at"`
+	}
+	if err := json.Unmarshal([]byte(roles), &rs); err != nil {
+		return ACMEDNSCredential{}, fmt.Errorf("store: acme-dns account %q: owner's roles: %w", username, err)
+	}
+	for _, r := range rs {
+		c.OwnerRoles = append(c.OwnerRoles, RoleAssignment{ID: r.ID, PrincipalID: a.OwnerPrincipalID, Role: r.Role,
+			Domains: r.Domains, CreatedAt: fromMilli(r.CreatedAt)})
+	}
+	return c, nil
+}
+
+// extraScanner scans a row's columns past the first ones into extra.
+type extraScanner struct {
+	s     scanner
+	extra []any
+}
+
+func (e extraScanner) Scan(dest ...any) error { return e.s.Scan(append(dest, e.extra...)...) }
 
 // ACMEDNSFilter selects accounts for ListACMEDNSAccounts; zero fields
 // select everything.
@@ -246,7 +312,7 @@ func (db *DB) ListACMEDNSAccounts(ctx context.Context, f ACMEDNSFilter) ([]ACMED
 func (db *DB) DeleteACMEDNSAccount(ctx context.Context, username string) (_ ACMEDNSAccount, removed bool, err error) {
 	var out ACMEDNSAccount
 	_, err = db.write(ctx, "delete acme-dns account", func(w *wtx) error {
-		a, err := scanACMEDNS(w.queryRow(qACMEDNSAccount, username))
+		a, err := scanACMEDNS(w.queryRow(qACMEDNSByUsername, username))
 		if err != nil {
 			return fmt.Errorf("store: delete acme-dns account %q: %w", username, notFound(err))
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -281,5 +282,66 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestACMEDNSCredential: /update's one read brings the owner and its
+// roles as they are now; an unknown username is ErrNotFound.
+func TestACMEDNSCredential(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, nil)
+	ctx := t.Context()
+	owner := newOwner(t, db, "owner")
+	other := newOwner(t, db, "other")
+	r1, err := db.AddRoleAssignment(ctx, RoleAssignment{PrincipalID: owner.ID, Role: RoleChallengeConsumer, Domains: "*.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AddRoleAssignment(ctx, RoleAssignment{PrincipalID: other.ID, Role: RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := db.CreateACMEDNSAccount(ctx, acmeAccount(1, owner.ID, 0), Delegation{Name: "free1.hub.example.net."}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.ACMEDNSCredentialByUsername(ctx, a.Username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Account.Username != a.Username || c.Account.Delegation.Name != "free1.hub.example.net." || !c.OwnerFound ||
+		c.Owner.ID != owner.ID || c.Owner.Name != "owner" || !c.Owner.Enabled || c.Owner.Kind != PrincipalApp || c.Owner.CreatedAt.IsZero() {
+		t.Fatalf("credential %+v", c)
+	}
+	if len(c.OwnerRoles) != 1 || c.OwnerRoles[0].ID != r1.ID || c.OwnerRoles[0].Role != RoleChallengeConsumer ||
+		c.OwnerRoles[0].Domains != r1.Domains || c.OwnerRoles[0].PrincipalID != owner.ID || !c.OwnerRoles[0].CreatedAt.Equal(r1.CreatedAt) {
+		t.Fatalf("owner's roles %+v, want %+v", c.OwnerRoles, r1)
+	}
+	// Without roles: none, and the owner as it is now.
+	if err := db.RemoveRoleAssignment(ctx, r1.ID); err != nil {
+		t.Fatal(err)
+	}
+	owner.Enabled = false
+	if _, err := db.UpdatePrincipal(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = db.ACMEDNSCredentialByUsername(ctx, a.Username); err != nil || len(c.OwnerRoles) != 0 || c.Owner.Enabled {
+		t.Fatalf("after the change: %+v %v", c, err)
+	}
+	if _, err := db.ACMEDNSCredentialByUsername(ctx, "00000000-0000-4000-8000-000000000099"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown username: %v", err)
+	}
+}
+
+func TestACMEDNSAccountInvalid(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, nil)
+	owner := newOwner(t, db, "owner")
+	_, _, err := db.CreateACMEDNSAccount(t.Context(), acmeAccount(1, owner.ID, -1), Delegation{}, 0)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "delegation id") || strings.Contains(err.Error(), "owning principal") {
+		t.Fatalf("negative delegation id: %v", err)
+	}
+	_, _, err = db.CreateACMEDNSAccount(t.Context(), acmeAccount(1, 0, 0), Delegation{Name: "x.hub.example.net."}, 0)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "an owning principal is required") {
+		t.Fatalf("no owner: %v", err)
 	}
 }

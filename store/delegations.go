@@ -33,8 +33,11 @@ type Delegation struct {
 	// dot (ValidateName), Label followed by the zone. Unique.
 	Name string
 
-	ConfigID         int64 // the managed challenge config it is bound to; 0: none
-	OwnerPrincipalID int64 // the owning principal (acme-dns accounts); 0: none
+	ConfigID int64 // the managed challenge config it is bound to; 0: none
+	// OwnerPrincipalID is the owner of the acme-dns account whose
+	// registration without a domain created the label (kept when a domain
+	// is bound later); 0 otherwise. It grants nothing.
+	OwnerPrincipalID int64
 
 	CreatedAt  time.Time // set by CreateDelegation
 	CreatedBy  string    // principal or token id; at most 256 bytes

@@ -109,15 +109,15 @@ func (s *adminSession) allACMEDNS(ctx context.Context, f hub.ACMEDNSFilter) ([]h
 	f.Limit = hub.MaxACMEDNSLimit
 	var all []hub.ACMEDNSAccount
 	for {
-		page, err := s.svc.ListACMEDNS(ctx, s.grant, f)
+		page, next, err := s.svc.ListACMEDNS(ctx, s.grant, f)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, page...)
-		if len(page) < f.Limit {
+		if next == "" {
 			return all, nil
 		}
-		f.AfterID = page[len(page)-1].Username
+		f.AfterID = next
 	}
 }
 
@@ -260,7 +260,7 @@ func acmeDNSExport(ctx context.Context, args []string, e env) error {
 				skipped++
 			case len(want) > 0 && !want[a.Domain]:
 			default:
-				if cur, ok := best[a.Domain]; !ok || a.CreatedAt.After(cur.CreatedAt) {
+				if cur, ok := best[a.Domain]; !ok || a.NewerThan(cur) {
 					best[a.Domain] = a
 				}
 			}

@@ -61,6 +61,14 @@ func serveSettings() *settingSet {
 	ss.add("max-value-lifetime", "24h", "longest lifetime a request may ask for")
 	ss.add("max-values-per-name", "32", "most TXT values one name may hold")
 	ss.add("sweep-interval", "5s", "how often expired values are removed (at most 10s)")
+	ss.add("poll-interval", "250ms", "how often the database is polled for changes made by other processes (the admin CLI, other nodes)")
+	ss.addList("check-resolver", "", "recursive resolver host:port for delegation checks and propagation (default: the system's, /etc/resolv.conf)")
+	ss.addList("check-nameserver-addr", "", "ask a nameserver, by name or address, at another host:port: name=host:port, e.g. ns1.example.org=127.0.0.1:5353")
+	ss.add("check-private-addresses", "false", "let delegation checks query nameservers at private, loopback or link-local addresses that check-nameserver-addr does not map")
+	ss.add("check-timeout", "2s", "timeout of one DNS query of a delegation or propagation check")
+	ss.add("check-interval", "6h", "how often every delegation's CNAME is checked in the background (0: never)")
+	ss.add("delegation-unused-after", "2160h", "a delegation without a challenge for this long is reported as unused")
+	ss.add("propagation-max-wait", "120s", "longest wait a present may ask for until every hub nameserver serves its value")
 	ss.add("journal-max-age", "168h", "change journal rows older than this are pruned")
 	ss.add("journal-max-rows", "100000", "change journal rows beyond this count are pruned, oldest first")
 	ss.add("log-level", "info", "debug, info, warn or error")
@@ -109,6 +117,14 @@ type serveConfig struct {
 	MaxValueLifetime        time.Duration
 	MaxValuesPerName        int
 	SweepInterval           time.Duration
+	PollInterval            time.Duration
+	CheckResolvers          []string
+	CheckAddrs              map[string]string
+	CheckTimeout            time.Duration
+	CheckPrivate            bool
+	CheckInterval           time.Duration
+	UnusedAfter             time.Duration
+	PropagationMaxWait      time.Duration
 	JournalMaxAge           time.Duration
 	JournalMaxRows          int
 	LogLevel                string
@@ -226,6 +242,38 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 		p.addf("value-lifetime: %s is longer than max-value-lifetime %s", c.ValueLifetime, c.MaxValueLifetime)
 	}
 	c.SweepInterval = dur("sweep-interval", 100*time.Millisecond, 10*time.Second)
+	c.PollInterval = dur("poll-interval", 10*time.Millisecond, time.Hour)
+	c.CheckPrivate = boolSetting(&p, ss, "check-private-addresses")
+	c.CheckTimeout = dur("check-timeout", 100*time.Millisecond, time.Minute)
+	c.CheckInterval = dur("check-interval", 0, 30*24*time.Hour)
+	if c.CheckInterval > 0 && c.CheckInterval < time.Minute {
+		p.addf("check-interval: %s is shorter than 1m (0 turns background checks off)", c.CheckInterval)
+	}
+	c.UnusedAfter = dur("delegation-unused-after", time.Hour, 10*365*24*time.Hour)
+	c.PropagationMaxWait = dur("propagation-max-wait", time.Second, 30*time.Minute)
+	for _, r := range ss.getList("check-resolver") {
+		if err := checkHostPort(r); err != nil {
+			p.addf("check-resolver: %v", err)
+		}
+		c.CheckResolvers = append(c.CheckResolvers, r)
+	}
+	c.CheckAddrs = map[string]string{}
+	for _, e := range ss.getList("check-nameserver-addr") {
+		key, to, ok := strings.Cut(e, "=")
+		key = strings.ToLower(strings.TrimSpace(key))
+		if ip, err := netip.ParseAddr(key); err == nil {
+			key = ip.Unmap().String()
+		} else if n, err := zone.CanonicalOrigin(key); err == nil {
+			key = n
+		} else {
+			ok = false
+		}
+		if err := checkHostPort(to); !ok || err != nil {
+			p.addf("check-nameserver-addr: %q is not name=host:port or address=host:port", e)
+			continue
+		}
+		c.CheckAddrs[key] = to
+	}
 	c.AuthFailuresPer = dur("auth-failures-per", time.Millisecond, time.Hour)
 	c.JournalMaxAge = dur("journal-max-age", time.Minute, 10*365*24*time.Hour)
 	c.JournalMaxRows = positiveInt(&p, ss, "journal-max-rows", 100, 1<<31-1)

@@ -86,7 +86,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		}
 		logger.Info("database closed")
 	}()
-	follower = zone.NewFollower(db, view, logger, 250*time.Millisecond)
+	follower = zone.NewFollower(db, view, logger, cfg.PollInterval)
 
 	kr, err := openKeyring(ctx, db, cfg.KeyFile, cfg.DBPath)
 	if err != nil {

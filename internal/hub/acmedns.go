@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,12 @@ import (
 // When a domain becomes known (registration with a domain, an admin creating
 // the account for a domain, lego's storage binding a domain) the caller's
 // scope and the domain match rules are checked at that moment.
+//
+// An account does not outlive its owner's right to use it: /update checks
+// the owner's roles as they are now (ActionChallenge, and for a bound
+// account the domain within its scope). It does outlive the token that
+// created it, which is why that token's source allow-list bounds the
+// account's allow-from list.
 
 // ACMEDNSAccount is an account as clients see it. Password is set only
 // where it must be shown: on creation, to its owner through lego's storage,
@@ -70,13 +77,15 @@ type ACMEDNSFilter struct {
 }
 
 // Errors of the acme-dns methods wrap the usual kinds: ErrUnauthenticated
-// (bad username/password, source not allowed, owner disabled),
-// ErrForbidden, ErrInvalid (bad subdomain: wraps ErrBadSubdomain; bad
-// value: wraps ErrBadTXT), ErrLimit, ErrConflict, ErrNotFound,
-// ErrRateLimited, ErrUnsupported (no config for accounts without a domain).
+// (bad username/password, source not allowed, owner disabled or without
+// the right to answer challenges there), ErrForbidden (also a subdomain
+// that is not the account's), ErrInvalid (bad value: wraps ErrBadTXT; an
+// allow-from list reaching beyond the registering token's: wraps
+// ErrAllowFrom), ErrLimit, ErrConflict, ErrNotFound, ErrRateLimited,
+// ErrUnsupported (no config for accounts without a domain).
 var (
-	ErrBadSubdomain = errorString("bad subdomain")
-	ErrBadTXT       = errorString("bad txt value")
+	ErrBadTXT    = errorString("bad txt value")
+	ErrAllowFrom = errorString("allow-from not within the token's allow-list")
 )
 
 type errorString string
@@ -88,6 +97,7 @@ func (e errorString) Error() string { return string(e) }
 type ACMEDNSStore interface {
 	CreateACMEDNSAccount(ctx context.Context, a store.ACMEDNSAccount, d store.Delegation, maxPerOwner int) (store.ACMEDNSAccount, bool, error)
 	ACMEDNSAccountByUsername(ctx context.Context, username string) (store.ACMEDNSAccount, error)
+	ACMEDNSCredentialByUsername(ctx context.Context, username string) (store.ACMEDNSCredential, error)
 	ListACMEDNSAccounts(ctx context.Context, f store.ACMEDNSFilter) ([]store.ACMEDNSAccount, error)
 	DeleteACMEDNSAccount(ctx context.Context, username string) (store.ACMEDNSAccount, bool, error)
 	BindACMEDNSDomain(ctx context.Context, delegationID int64, domain string, configID int64) error
@@ -111,11 +121,15 @@ const (
 // reg.Owner for admins). The grant needs the challenge action; with a
 // domain, the domain must be within its scope and match a config.
 //
-// With reg.Owner set the grant must also be allowed to manage challenges
-// (for the domain, when one is given). Without a domain the account gets a
-// new label bound to the config named by Config.ACMEDNSConfig. An owner at
-// Config.ACMEDNSMaxAccounts accounts is refused with ErrLimit. Audited as
-// "acme_dns.register", never with the password.
+// With reg.Owner naming another principal the grant must also be allowed
+// to manage challenges (for the domain, when one is given) and to manage
+// access: the account counts against that principal's caps and writes in
+// its name. Through a token with a source allow-list, the account's
+// allow-from list must lie within it (none asked: the token's list);
+// else ErrInvalid wrapping ErrAllowFrom. Without a domain the account gets
+// a new label bound to the config named by Config.ACMEDNSConfig. An owner
+// at Config.ACMEDNSMaxAccounts accounts is refused with ErrLimit. Audited
+// as "acme_dns.register", never with the password.
 func (s *Service) RegisterACMEDNS(ctx context.Context, g Grant, reg ACMEDNSRegistration) (ACMEDNSAccount, error) {
 	if reg.Source.IsValid() {
 		ctx = WithSource(ctx, reg.Source)
@@ -130,11 +144,17 @@ func (s *Service) registerACMEDNS(ctx context.Context, g Grant, reg ACMEDNSRegis
 	if !g.Allows(ActionChallenge) {
 		return ACMEDNSAccount{}, 0, ErrForbidden
 	}
-	if reg.Owner != "" && !g.Allows(ActionManageChallenges) {
-		return ACMEDNSAccount{}, 0, fmt.Errorf("%w: creating an account for another principal needs the right to manage challenges", ErrForbidden)
+	if g.Principal.ID > 0 && strings.EqualFold(reg.Owner, g.Principal.Name) {
+		reg.Owner = "" // the caller's own: no more rights needed
+	}
+	if reg.Owner != "" && (!g.Allows(ActionManageChallenges) || !g.Allows(ActionManageAccess)) {
+		return ACMEDNSAccount{}, 0, fmt.Errorf("%w: creating an account for another principal needs the admin role", ErrForbidden)
 	}
 	allow, err := allowFromPrefixes(reg.AllowFrom)
 	if err != nil {
+		return ACMEDNSAccount{}, 0, err
+	}
+	if allow, err = s.withinTokenAllowList(ctx, g, allow); err != nil {
 		return ACMEDNSAccount{}, 0, err
 	}
 	if reg.Domain == "" {
@@ -221,6 +241,44 @@ func (s *Service) createACMEDNS(ctx context.Context, actor string, owner store.P
 	a := s.acmeDNSView(sa, owner.Name, cfg.Name)
 	a.Password = password
 	return a, nil
+}
+
+// withinTokenAllowList checks an account's allow-from list against the
+// source allow-list of the token registering it: the account outlives the
+// token, so it must not reach further. An empty list becomes the token's.
+func (s *Service) withinTokenAllowList(ctx context.Context, g Grant, allow []netip.Prefix) ([]netip.Prefix, error) {
+	if g.Principal.TokenID == "" {
+		return allow, nil // not through a token (the local admin CLI)
+	}
+	tok, err := s.db.TokenByClientID(ctx, g.Principal.TokenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: the token was deleted", ErrUnauthenticated)
+	}
+	if err != nil {
+		return nil, storeError("find token", err)
+	}
+	if len(tok.AllowCIDRs) == 0 {
+		return allow, nil
+	}
+	limits := make([]netip.Prefix, 0, len(tok.AllowCIDRs))
+	for _, c := range tok.AllowCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			limits = append(limits, p)
+		}
+	}
+	if limits, err = allowFromPrefixes(limits); err != nil || len(limits) == 0 {
+		return nil, fmt.Errorf("token %s: unreadable allow-list", tok.ClientID)
+	}
+	if len(allow) == 0 {
+		return limits, nil
+	}
+	for _, p := range allow {
+		if !slices.ContainsFunc(limits, func(l netip.Prefix) bool { return l.Bits() <= p.Bits() && l.Contains(p.Addr()) }) {
+			return nil, fmt.Errorf("%w: %w: %s is outside the token's allow-list (%s); ask for prefixes within it, or for none to get it",
+				ErrInvalid, ErrAllowFrom, p, strings.Join(prefixStrings(limits), ","))
+		}
+	}
+	return allow, nil
 }
 
 // acmeDNSOwner returns the principal an account is created for: the
@@ -467,47 +525,57 @@ func (s *Service) accountsByDomain(ctx context.Context, g Grant) (map[string]ACM
 	return out, nil
 }
 
-// ListACMEDNS lists accounts without passwords: admins see all, challenge
-// admins those within their scope and their own, consumers their own.
-// A page may hold fewer than Limit accounts when some are not visible;
-// continue after the last username of a full store page, which the
-// caller sees as a full page or, when not, ends.
-func (s *Service) ListACMEDNS(ctx context.Context, g Grant, f ACMEDNSFilter) ([]ACMEDNSAccount, error) {
+// ListACMEDNS lists accounts without passwords, by username: admins see
+// all, challenge admins those within their scope and their own, others
+// their own (an owner filter naming someone else gives them an empty list,
+// whether or not that principal exists). A challenge admin's page may hold
+// fewer than Limit accounts, even none, when some are not visible:
+// continue after nextAfter, the last username of a full store page; ""
+// when there is no more.
+func (s *Service) ListACMEDNS(ctx context.Context, g Grant, f ACMEDNSFilter) (_ []ACMEDNSAccount, nextAfter string, _ error) {
 	if f.Limit == 0 {
 		f.Limit = DefaultACMEDNSLimit
 	}
 	if f.Limit < 0 || f.Limit > MaxACMEDNSLimit {
-		return nil, fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalid, f.Limit, MaxACMEDNSLimit)
+		return nil, "", fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalid, f.Limit, MaxACMEDNSLimit)
 	}
 	sf := store.ACMEDNSFilter{AfterUsername: strings.ToLower(f.AfterID), Limit: f.Limit}
-	if f.Owner != "" {
+	switch {
+	case !g.Allows(ActionManageChallenges):
+		// Only its own: filtered in the store, so pages are full.
+		own := f.Owner == "" || strings.EqualFold(f.Owner, g.Principal.Name)
+		if !own || g.Principal.ID <= 0 {
+			return []ACMEDNSAccount{}, "", nil
+		}
+		sf.OwnerPrincipalID = g.Principal.ID
+	case f.Owner != "":
 		p, err := s.db.PrincipalByName(ctx, f.Owner)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%w: no principal named %q", ErrNotFound, f.Owner)
+			return nil, "", fmt.Errorf("%w: no principal named %q", ErrNotFound, f.Owner)
 		}
 		if err != nil {
-			return nil, storeError("find principal", err)
+			return nil, "", storeError("find principal", err)
 		}
 		sf.OwnerPrincipalID = p.ID
 	}
 	if f.Domain != "" {
 		base, err := s.baseDomain(ctx, f.Domain)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		sf.Domain = base
 	}
 	list, err := s.db.ListACMEDNSAccounts(ctx, sf)
 	if err != nil {
-		return nil, storeError("list acme-dns accounts", err)
+		return nil, "", storeError("list acme-dns accounts", err)
 	}
 	cfgs, err := s.currentConfigs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	names, err := s.principalNames(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	out := make([]ACMEDNSAccount, 0, len(list))
 	for _, a := range list {
@@ -515,7 +583,10 @@ func (s *Service) ListACMEDNS(ctx context.Context, g Grant, f ACMEDNSFilter) ([]
 			out = append(out, s.acmeDNSViewIn(a, names[a.OwnerPrincipalID], cfgs))
 		}
 	}
-	return out, nil
+	if len(list) == f.Limit {
+		nextAfter = list[len(list)-1].Username
+	}
+	return out, nextAfter, nil
 }
 
 // GetACMEDNS returns one account; reveal adds the password (owner, or a

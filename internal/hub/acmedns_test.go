@@ -369,7 +369,7 @@ func TestACMEDNSBindAndStorage(t *testing.T) {
 	}
 
 	// Visibility: a consumer sees and reveals its own accounts only.
-	list, err := ts.svc.ListACMEDNS(ctx, ts.consumer, ACMEDNSFilter{})
+	list, _, err := ts.svc.ListACMEDNS(ctx, ts.consumer, ACMEDNSFilter{})
 	if err != nil || len(list) != 2 {
 		t.Fatalf("consumer list %+v %v", list, err)
 	}
@@ -387,7 +387,7 @@ func TestACMEDNSBindAndStorage(t *testing.T) {
 	if got, err := ts.svc.GetACMEDNS(ctx, ts.admin, a.Username, true); err != nil || got.Password != a.Password || got.Owner != "consumer" {
 		t.Fatalf("admin reveal %+v %v", got, err)
 	}
-	if all, err := ts.svc.ListACMEDNS(ctx, ts.admin, ACMEDNSFilter{Domain: "www.example.org"}); err != nil || len(all) != 1 {
+	if all, _, err := ts.svc.ListACMEDNS(ctx, ts.admin, ACMEDNSFilter{Domain: "www.example.org"}); err != nil || len(all) != 1 {
 		t.Fatalf("admin list by domain %+v %v", all, err)
 	}
 	if evs, err := ts.db.ListAudit(ctx, store.AuditFilter{Action: "acme_dns.reveal"}); err != nil || len(evs) < 2 {

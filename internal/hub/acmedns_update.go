@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/zone"
+	"github.com/acmehub/acmehub/rules"
 	"github.com/acmehub/acmehub/store"
 )
 
@@ -24,25 +26,36 @@ import (
 // The checks follow acme-dns's order: credentials (a UUID username and a
 // 40-character password; an unknown username is checked against a dummy
 // hash, so it costs what a wrong password costs), the source against the
-// account's allow-from list, the owner (deleted or disabled: refused), all
+// account's allow-from list, the owner (deleted or disabled: refused) and
+// its roles as they are now (it must still be allowed challenges, for a
+// bound account at its domain; the owner of open registrations, which has
+// no roles, is exempt while its accounts have no domain), all
 // ErrUnauthenticated and limited like Authenticate's failures, per source
-// network and per username (ErrRateLimited); then the subdomain, which
-// must be the account's label in any case (else ErrForbidden: acme-dns
-// answers both with 401 "forbidden"); then the value (ErrInvalid wrapping
-// ErrBadTXT; anything zone.ValidateValue accepts, not only acme-dns's 43
-// characters, so more clients work). The config is chosen by the rules
-// for a known domain (no scope: it was checked when the domain became
-// known), else the label's own config or the one Config.ACMEDNSConfig
-// names; it must be delegated. The value and its "challenge.present" audit
-// event (detail "acme-dns", the username as token id) share one commit.
+// network and per well-formed username (ErrRateLimited); then the
+// subdomain, which must be the account's label in any case (else
+// ErrForbidden: acme-dns answers both with 401 "forbidden"); then the
+// value (ErrInvalid wrapping ErrBadTXT; anything zone.ValidateValue
+// accepts, not only acme-dns's 43 characters, so more clients work). The
+// config is chosen by the rules for a known domain (no new scope check:
+// the owner's roles were checked above), else the label's own config or
+// the one Config.ACMEDNSConfig names; it must be delegated. The value and
+// its "challenge.present" audit event (detail "acme-dns", the username as
+// token id) share one commit.
 //
 // Per request this reads one row of generation counters and writes the
-// value, like Present: the account, its owner and the configs are cached
-// at the store's generations.
+// value, like Present: the account, its owner with its roles and the
+// configs are cached at the store's generations (role assignments bump
+// "principals"). On a miss a known username costs the one read an unknown
+// one does.
 func (s *Service) UpdateACMEDNS(ctx context.Context, u ACMEDNSUpdate) (string, error) {
 	username := strings.ToLower(u.Username)
-	srcKey, idKey := ratelimit.SourceKey(u.Source), "acme-dns:"+username
-	if s.failures.Limited(srcKey) || s.failures.Limited(idKey) {
+	srcKey, idKey := ratelimit.SourceKey(u.Source), ""
+	if store.ValidUsername(username) {
+		// Only a username's shape earns a key of its own: anything sent
+		// would let a client fill the limiter with large keys.
+		idKey = "acme-dns:" + username
+	}
+	if s.failures.Limited(srcKey) || (idKey != "" && s.failures.Limited(idKey)) {
 		return "", ErrRateLimited
 	}
 	gens, err := s.db.Generations(ctx, store.GenACMEDNS, store.GenDelegations, store.GenPrincipals, store.GenConfigs)
@@ -56,7 +69,7 @@ func (s *Service) UpdateACMEDNS(ctx context.Context, u ACMEDNSUpdate) (string, e
 		}
 		return "", err
 	}
-	g := Grant{Principal: Principal{ID: e.owner.ID, Name: e.owner.Name, TokenID: e.acct.Username}}
+	g := e.grant
 	value, cfg, err := s.updateACMEDNS(ctx, g, e.acct, u, gens[3])
 	if err != nil {
 		s.audit(ctx, s.acmeDNSPresentEvent(g, u.Source, e.acct.Delegation, cfg, err))
@@ -116,12 +129,14 @@ func (s *Service) acmeDNSPresentEvent(g Grant, source netip.Addr, d store.Delega
 // used one up, as Authenticate does.
 func (s *Service) acmeDNSFailed(ctx context.Context, srcKey, idKey, username string, source netip.Addr, why string) {
 	s.failures.Spend(srcKey)
-	s.failures.Spend(idKey)
+	if idKey != "" {
+		s.failures.Spend(idKey)
+	}
 	if !store.ValidUsername(username) {
 		username = "" // whatever was sent is not recorded: it might be a secret
 	}
 	ev := store.AuditEvent{TokenID: username, Source: source.String(), Action: "auth", Result: "failed_auth", Detail: "acme-dns: " + why}
-	if s.failures.Limited(srcKey) || s.failures.Limited(idKey) {
+	if s.failures.Limited(srcKey) || (idKey != "" && s.failures.Limited(idKey)) {
 		ev.Result, ev.Detail = "rate_limited", ev.Detail+"; further attempts from this network or for this username are refused for a while"
 	}
 	s.audit(ctx, ev)
@@ -132,13 +147,14 @@ const maxACMEDNSEntries = 16384
 
 // acmeDNSEntry is what the store holds for one username at the cache's
 // generations: the account, if any, its parsed allow-from list, and its
-// owner. Unknown usernames are cached too.
+// owner with the owner's roles as a grant. Unknown usernames are cached too.
 type acmeDNSEntry struct {
 	acct       store.ACMEDNSAccount
 	found      bool
 	allow      []netip.Prefix
 	owner      store.Principal
 	ownerFound bool
+	grant      Grant // the owner's, the username as its token id
 }
 
 // acmeDNSAuth checks an account's credentials and source; why says which
@@ -165,7 +181,26 @@ func (s *Service) acmeDNSAuth(ctx context.Context, gen genKey, username, passwor
 	case !e.owner.Enabled:
 		return nil, "owner disabled", ErrUnauthenticated
 	}
+	if why := e.ownerRefuses(); why != "" {
+		return nil, why, ErrUnauthenticated
+	}
 	return e, "", nil
+}
+
+// ownerRefuses says why the owner's roles no longer allow the account,
+// or "". The accounts outlive the tokens that made them; they must not
+// outlive their owner's right to answer challenges.
+func (e *acmeDNSEntry) ownerRefuses() string {
+	domain := e.acct.Delegation.Domain
+	switch {
+	case domain == "" && e.owner.Name == ACMEDNSPublicPrincipal:
+		return "" // open registration: no roles, no domain, stopped by disabling its owner
+	case !e.grant.Allows(ActionChallenge):
+		return "owner " + e.owner.Name + " no longer holds a role allowing challenges"
+	case domain != "" && !e.grant.AllowsDomain(ActionChallenge, domain):
+		return "the account's domain " + domain + " is outside its owner " + e.owner.Name + "'s scope for challenges"
+	}
+	return ""
 }
 
 // acmeDNSEntry returns the cached entry for username at gen, reading the
@@ -175,12 +210,13 @@ func (s *Service) acmeDNSEntry(ctx context.Context, gen genKey, username string)
 		return e, nil
 	}
 	e := &acmeDNSEntry{}
-	a, err := s.db.ACMEDNSAccountByUsername(ctx, username)
+	c, err := s.db.ACMEDNSCredentialByUsername(ctx, username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("look up acme-dns account: %w", err)
 	default:
+		a := c.Account
 		e.acct, e.found = a, true
 		for _, c := range a.AllowFrom {
 			if p, err := netip.ParsePrefix(c); err == nil {
@@ -190,14 +226,18 @@ func (s *Service) acmeDNSEntry(ctx context.Context, gen genKey, username string)
 		if len(a.AllowFrom) > 0 && len(e.allow) == 0 {
 			e.allow = []netip.Prefix{{}} // unparsable list: allows nothing rather than everything
 		}
-		p, err := s.db.Principal(ctx, a.OwnerPrincipalID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("look up acme-dns account owner: %w", err)
-		default:
-			e.owner, e.ownerFound = p, true
+		e.owner, e.ownerFound = c.Owner, c.OwnerFound
+		e.grant = Grant{Principal: Principal{ID: c.Owner.ID, Name: c.Owner.Name, TokenID: a.Username}}
+		for _, r := range c.OwnerRoles {
+			as := Assignment{Role: Role(r.Role)}
+			if r.Domains != "" {
+				if as.Domains, err = rules.Parse(r.Domains); err != nil {
+					return nil, fmt.Errorf("role assignment %d: %w", r.ID, err)
+				}
+			}
+			e.grant.Assignments = append(e.grant.Assignments, as)
 		}
+		e.grant.Assignments = slices.Clip(e.grant.Assignments) // shared by the cache's readers
 	}
 	s.acmeDNS.put(gen, username, e)
 	return e, nil
@@ -417,12 +457,18 @@ func (s *Service) principalNames(ctx context.Context) (map[int64]string, error) 
 	return out, nil
 }
 
-// newer orders accounts by creation, then username.
-func newer(a, b store.ACMEDNSAccount) bool {
+// NewerThan orders accounts by creation, then username: of several
+// accounts for one domain the hub, and the CLI's export, use the newest.
+func (a ACMEDNSAccount) NewerThan(b ACMEDNSAccount) bool {
 	if !a.CreatedAt.Equal(b.CreatedAt) {
 		return a.CreatedAt.After(b.CreatedAt)
 	}
 	return a.Username > b.Username
+}
+
+// newer is NewerThan for stored accounts.
+func newer(a, b store.ACMEDNSAccount) bool {
+	return ACMEDNSAccount{CreatedAt: a.CreatedAt, Username: a.Username}.NewerThan(ACMEDNSAccount{CreatedAt: b.CreatedAt, Username: b.Username})
 }
 
 // newest returns the newest of a non-empty list.

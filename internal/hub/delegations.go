@@ -25,9 +25,15 @@ type Delegation struct {
 	// ConfigID and ConfigName name the managed challenge it is bound to;
 	// 0 and "" when none (its config was deleted). Which config serves a
 	// challenge is decided by the rules when it is made.
-	ConfigID         int64
-	ConfigName       string
-	OwnerPrincipalID int64 // 0: none
+	ConfigID   int64
+	ConfigName string
+	// OwnerPrincipalID is the owner of the acme-dns account whose
+	// registration without a domain created the label (kept when a domain
+	// is bound later); 0 otherwise: delegations made for a known domain
+	// (native API, admins, acme-dns registrations with a domain), and once
+	// that principal is deleted. It grants nothing: who may write a label
+	// is decided by scope and, for acme-dns, by the accounts on it.
+	OwnerPrincipalID int64
 	CreatedAt        time.Time
 	CreatedBy        string
 	LastUsedAt       time.Time // zero: never (updated lazily)
