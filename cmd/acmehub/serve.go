@@ -17,6 +17,7 @@ import (
 
 	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/dnsserver"
+	"github.com/acmehub/acmehub/internal/dnscheck"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/metrics"
 	"github.com/acmehub/acmehub/internal/ratelimit"
@@ -137,6 +138,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		logger.Info("dns stopped")
 	}()
 
+	checker, err := dnscheck.New(dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: cfg.CheckAddrs, Timeout: cfg.CheckTimeout})
+	switch {
+	case err != nil && len(cfg.CheckResolvers) == 0:
+		// No system resolver (a bare container): the hub still serves;
+		// only delegation checks and propagation status are off.
+		logger.Warn("delegation checks and propagation status are off: no recursive resolver; set check-resolver", "err", err)
+		checker = nil
+	case err != nil:
+		return fmt.Errorf("dns checks: %w", err)
+	}
 	svc := hub.New(db, kr, hub.Config{
 		Zone:                  cfg.Zone,
 		DefaultTTL:            cfg.TXTTTL,
@@ -145,6 +156,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		MaxValuesPerPrincipal: cfg.MaxValuesPerPrincipal,
 		ACMEDNSConfig:         cfg.ACMEDNSConfig,
 		ACMEDNSMaxAccounts:    cfg.ACMEDNSMaxAccounts,
+		DNSCheck:              checker,
 		Failures:              ratelimit.Config{Burst: cfg.AuthFailuresBurst, Per: cfg.AuthFailuresPer},
 		Logger:                logger,
 	})

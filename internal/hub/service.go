@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/acmehub/acmehub/internal/dnscheck"
 	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/secret"
 	"github.com/acmehub/acmehub/internal/zone"
@@ -36,6 +37,9 @@ type Config struct {
 	// client id; the zero value means the defaults (10, then one per 6 s).
 	Failures ratelimit.Config
 	Logger   *slog.Logger
+	// DNSCheck asks the world's DNS: delegation checks and propagation
+	// status. nil turns both off.
+	DNSCheck *dnscheck.Client
 }
 
 // Store is what the service needs of the store; *store.DB implements it.
