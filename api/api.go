@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/acmehub/acmehub/internal/hub"
+	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/secret"
 )
 
@@ -57,6 +58,11 @@ type Service interface {
 	// The acme-dns protocol, lego's acme-dns storage and the acme-dns
 	// accounts (acmedns.go).
 	ACMEDNSService
+
+	// Onboarding and delegation checks (checks.go).
+	DelegationCheckService
+	// Propagation status and a present's wait (challenges.go).
+	PropagationService
 }
 
 // Config holds the API's settings.
@@ -91,6 +97,8 @@ type API struct {
 	// certifyOps runs the Certify API's background operations
 	// (requestbegin); Shutdown waits for them.
 	certifyOps *opStore
+	// checkLimit limits on-demand delegation checks per principal.
+	checkLimit *ratelimit.Limiter
 }
 
 // New builds the router.
@@ -170,6 +178,7 @@ func (a *API) routes() {
 	v1("/managed-challenges/{id}", a.deleteManaged, http.MethodDelete)
 	v1("/delegations", a.listDelegations, http.MethodGet)
 	v1("/delegations", a.createDelegation, http.MethodPost)
+	a.checkRoutes(v1) // before /delegations/{domain}: "onboard" is not a domain
 	v1("/delegations/{domain}", a.getDelegation, http.MethodGet)
 	v1("/delegations/{domain}", a.deleteDelegation, http.MethodDelete)
 	v1("/delegations/{domain}/move", a.moveDelegation, http.MethodPost)

@@ -127,7 +127,13 @@ type certifyAPI struct {
 
 // certifyRoutes registers the Certify Management Hub managed challenge API.
 func (a *API) certifyRoutes(r *mux.Router) {
-	a.certifyOps = newOpStore(opStoreConfig{}, a.log)
+	var oc opStoreConfig
+	if p := a.propagation(); p != nil {
+		// An operation waits for propagation up to the hub's maximum,
+		// after any time spent pending and the write itself.
+		oc.Timeout = p.PropagationMaxWait() + defaultOpTimeout
+	}
+	a.certifyOps = newOpStore(oc, a.log)
 	c := &certifyAPI{a: a, ops: a.certifyOps}
 	r.HandleFunc(certifyPrefix+"/request", c.request).Methods(http.MethodPost).Name("certify:request")
 	r.HandleFunc(certifyPrefix+"/requestbegin", c.begin).Methods(http.MethodPost).Name("certify:requestbegin")
@@ -177,7 +183,46 @@ func (c *certifyAPI) request(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, presentedResult(ch))
+	if c.a.propagation() != nil {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(certifySyncWait + waitSlack))
+	}
+	writeJSON(w, http.StatusOK, c.visible(r.Context(), ch, certifySyncWait))
+}
+
+// certifySyncWait bounds the synchronous request's wait for propagation:
+// well inside the HTTP server's 30 s write timeout. requestbegin waits up
+// to the hub's maximum instead: its client polls.
+const certifySyncWait = 20 * time.Second
+
+// visible waits up to wait (0 or beyond the hub's maximum: that maximum)
+// until every hub nameserver serves the value, and returns the action
+// result. A wait that ends first is still a success, with isWarning and the lagging servers in
+// the message: the value is stored and some nameservers answer it, Certify
+// acts on isSuccess only (and waits its own propagation delay, 60 s, before
+// the CA checks), and failing would abort an order that will most likely
+// validate. Without propagation checks it returns at once.
+func (c *certifyAPI) visible(ctx context.Context, ch hub.Challenge, wait time.Duration) actionResult {
+	res := presentedResult(ch)
+	p := c.a.propagation()
+	if p == nil {
+		return res
+	}
+	if limit := p.PropagationMaxWait(); wait <= 0 || wait > limit {
+		wait = limit
+	}
+	prop, err := p.WaitPropagation(ctx, ch, wait)
+	switch {
+	case err != nil:
+		c.a.log.WarnContext(ctx, "propagation check failed", "req_id", requestID(ctx), "err", err)
+		res.IsWarning = true
+		res.Message += "; whether every hub nameserver serves it could not be checked"
+	case prop.Everywhere:
+		res.Message += fmt.Sprintf("; visible on all %d hub nameserver address(es)", len(prop.Servers))
+	default:
+		res.IsWarning = true
+		res.Message += "; not yet visible on every hub nameserver: " + strings.Join(hub.Lagging(prop), "; ")
+	}
+	return res
 }
 
 // begin is requestbegin: checks at once, the DNS update in the background.
@@ -208,7 +253,9 @@ func (c *certifyAPI) begin(w http.ResponseWriter, r *http.Request) {
 			p := c.problemFor(ctx, err)
 			return actionResult{Message: "Update failed: " + p.Detail, Result: p}, false
 		}
-		return presentedResult(ch), true
+		// Complete only once every hub nameserver serves the value (or
+		// the wait, bounded by the operation's own timeout, ends).
+		return c.visible(ctx, ch, 0), true
 	})
 	switch {
 	case errors.Is(err, errOpsFull), errors.Is(err, errOpsOwnerFull), errors.Is(err, errOpsClosed):

@@ -159,6 +159,8 @@ type DelegationJSON struct {
 	// CNAME is absent while the domain is unknown (an acme-dns label
 	// registered without one).
 	CNAME *CNAMEJSON `json:"cname,omitempty"`
+	// Check is the last delegation check; absent until the first.
+	Check *CheckJSON `json:"check,omitempty"`
 }
 
 // CNAMEJSON is the record to add, as fields and as a zone file line.
@@ -184,6 +186,7 @@ func ToDelegationJSON(d hub.Delegation) DelegationJSON {
 	out := DelegationJSON{
 		ID: d.ID, Domain: d.Domain, Label: d.Label, Target: d.Target, ConfigID: d.ConfigID, Config: d.ConfigName,
 		OwnerPrincipalID: d.OwnerPrincipalID, CreatedAt: d.CreatedAt.UTC(), CreatedBy: d.CreatedBy, LastUsedAt: optTime(d.LastUsedAt),
+		Check: toCheckJSON(d.Check),
 	}
 	if d.Domain != "" {
 		out.CNAME = &CNAMEJSON{Name: d.CNAME.Name, Type: d.CNAME.Type, Target: d.CNAME.Target, ZoneLine: d.CNAME.ZoneLine()}
@@ -218,6 +221,7 @@ func (a *API) listDelegations(w http.ResponseWriter, r *http.Request) {
 	f := hub.DelegationFilter{
 		ConfigID: q.id("managed_challenge"), Unbound: q.bool("unbound"), Under: q.v.Get("under"),
 		AfterID: q.id("after"), Limit: q.limit("limit", hub.MaxDelegationLimit),
+		CheckState: q.v.Get("state"), Unused: q.bool("unused"),
 	}
 	if q.err != nil {
 		a.writeError(w, r, q.err)

@@ -65,9 +65,12 @@ type opStoreConfig struct {
 	// wait as pending.
 	Workers int
 	// Timeout bounds an operation from its acceptance, waiting included
-	// (default 60 s).
+	// (default 60 s; the Certify API adds the hub's propagation wait).
 	Timeout time.Duration
 }
+
+// defaultOpTimeout is opStoreConfig.Timeout when it is 0.
+const defaultOpTimeout = 60 * time.Second
 
 func (c opStoreConfig) withDefaults() opStoreConfig {
 	if c.Max <= 0 {
@@ -86,7 +89,7 @@ func (c opStoreConfig) withDefaults() opStoreConfig {
 		c.Workers = 16
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 60 * time.Second
+		c.Timeout = defaultOpTimeout
 	}
 	return c
 }

@@ -42,6 +42,10 @@ type Delegation struct {
 	CreatedAt  time.Time // set by CreateDelegation
 	CreatedBy  string    // principal or token id; at most 256 bytes
 	LastUsedAt time.Time // zero: never; updated lazily by TouchDelegation
+
+	// Check is the last delegation check (zero State: never checked); only
+	// RecordDelegationCheck writes it.
+	Check DelegationCheck
 }
 
 // normalize validates d and fills in Domain's canonical form and Label.
@@ -75,16 +79,18 @@ func (d *Delegation) normalize(domainless bool) error {
 	return errors.Join(errs...)
 }
 
-const delegationCols = `id, domain, label, name, config_id, owner_principal_id, created_at, created_by, last_used_at`
+const delegationCols = `id, domain, label, name, config_id, owner_principal_id, created_at, created_by, last_used_at, ` + checkCols
 
 func scanDelegation(s scanner) (Delegation, error) {
 	var d Delegation
 	var domain sql.NullString
 	var config, owner, used sql.NullInt64
 	var created int64
-	if err := s.Scan(&d.ID, &domain, &d.Label, &d.Name, &config, &owner, &created, &d.CreatedBy, &used); err != nil {
+	var ck checkScan
+	if err := s.Scan(append([]any{&d.ID, &domain, &d.Label, &d.Name, &config, &owner, &created, &d.CreatedBy, &used}, ck.dest()...)...); err != nil {
 		return Delegation{}, err
 	}
+	d.Check = ck.check()
 	d.Domain, d.ConfigID, d.OwnerPrincipalID = domain.String, config.Int64, owner.Int64
 	d.CreatedAt, d.LastUsedAt = fromMilli(created), fromNullMilli(used)
 	return d, nil
@@ -218,6 +224,12 @@ type DelegationFilter struct {
 	Under            string // a domain: only it and the domains below it
 	AfterID          int64  // paging: only ids above this (pass the last ID seen)
 	Limit            int    // at most this many (0: no limit)
+	// CheckState: only those whose last check found this state;
+	// CheckUnchecked ("unchecked") selects those never checked.
+	CheckState string
+	// UsedBefore: only those last used (or, never used, created) before
+	// this time: the unused ones.
+	UsedBefore time.Time
 }
 
 // ListDelegations returns the delegations the filter selects, ordered by
@@ -249,6 +261,7 @@ func (db *DB) ListDelegations(ctx context.Context, f DelegationFilter) ([]Delega
 	if f.AfterID > 0 {
 		where, args = append(where, `id > ?`), append(args, f.AfterID)
 	}
+	where, args = checkFilter(f, where, args)
 	q := `SELECT ` + delegationCols + ` FROM delegations`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `) //nolint:gosec // joins constant conditions; every value is a bound parameter

@@ -98,6 +98,7 @@ func adminSettings() *settingSet {
 	ss.add("zone", defaultZone, "the hub zone, as the server has it: delegations get names in it")
 	ss.add("max-value-lifetime", "24h", "longest value lifetime a managed challenge may set, as the server has it")
 	ss.add("acme-dns-max-accounts", "1000", "most acme-dns accounts one principal may own (0: no cap), as the server has it")
+	addCheckSettings(ss) // delegation check and unused report (admin_challenges.go)
 	return ss
 }
 
@@ -219,7 +220,10 @@ func (c *adminCmd) parse(args []string, nargs int, argName string) ([]string, er
 		return nil, c.usageError("%v", err)
 	}
 	rest := c.fs.Args()
-	if len(rest) != nargs {
+	if nargs < 0 && len(rest) == 0 && argName != "" { // nargs < 0: any number
+		return nil, c.usageError("%s is required", argName)
+	}
+	if nargs >= 0 && len(rest) != nargs {
 		switch {
 		case nargs == 0:
 			return nil, c.usageError("takes no arguments, got %q", rest)
@@ -323,6 +327,7 @@ func (c *adminCmd) open(ctx context.Context) (*adminSession, error) {
 	}
 	maxLifetime, ttl, lifetime := dur("max-value-lifetime"), dur("txt-ttl"), dur("value-lifetime")
 	maxAccounts := positiveInt(&p, ss, "acme-dns-max-accounts", 0, 1<<30)
+	checks := readCheckSettings(&p, ss)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -368,6 +373,8 @@ func (c *adminCmd) open(ctx context.Context) (*adminSession, error) {
 		MaxValueLifetime:   maxLifetime,
 		ACMEDNSMaxAccounts: maxAccounts,
 		Logger:             slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		DNSCheck:           checks.client(),
+		UnusedAfter:        checks.unusedAfter,
 	})
 	ok = true
 	return &adminSession{

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/acmehub/acmehub/api"
+	"github.com/acmehub/acmehub/internal/dnscheck"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/zone"
 	"github.com/acmehub/acmehub/store"
@@ -245,6 +247,8 @@ func delegationGroup() adminGroup {
 		{"show", "show a domain's delegation and its CNAME record", delegationShow},
 		{"delete", "delete a domain's delegation and its values", delegationDelete},
 		{"move", "make another managed challenge serve a delegated domain", delegationMove},
+		{"onboard", "delegate domains (or a zone file's names) and print the records to add", delegationOnboard},
+		{"check", "check now that a domain's CNAME is in place on its nameservers", delegationCheck},
 	}}
 }
 
@@ -304,6 +308,8 @@ func delegationList(ctx context.Context, args []string, e env) error {
 	config := c.stringFlag("managed-challenge", "NAME", "", "only those bound to this managed challenge config")
 	unbound := c.boolFlag("unbound", "only those bound to no config (their config was deleted)")
 	under := c.stringFlag("under", "DOMAIN", "", "only this domain and the domains below it")
+	state := c.stringFlag("state", "STATE", "", "only those whose last check found STATE: "+strings.Join(hub.CheckStates, ", "))
+	unused := c.boolFlag("unused", "only those without a challenge for delegation-unused-after")
 	limit := c.stringFlag("limit", "N", "", "at most this many (default: all)")
 	if _, err := c.parse(args, 0, ""); err != nil {
 		return err
@@ -320,7 +326,7 @@ func delegationList(ctx context.Context, args []string, e env) error {
 		most = n
 	}
 	return c.withSession(ctx, func(s *adminSession) error {
-		f := hub.DelegationFilter{Unbound: *unbound, Under: *under, Limit: hub.MaxDelegationLimit}
+		f := hub.DelegationFilter{Unbound: *unbound, Under: *under, Limit: hub.MaxDelegationLimit, CheckState: *state, Unused: *unused}
 		if *config != "" {
 			id, err := s.configID(ctx, *config)
 			if err != nil {
@@ -351,9 +357,10 @@ func delegationList(ctx context.Context, args []string, e env) error {
 			return s.printJSON(out)
 		}
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tCNAME_TARGET\tMANAGED_CHALLENGE\tCREATED\tLAST_USED")
+		fmt.Fprintln(tw, "DOMAIN\tCNAME_TARGET\tMANAGED_CHALLENGE\tCREATED\tLAST_USED\tCHECK")
 		for _, d := range all {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(d.Domain), d.Target, orDash(d.ConfigName), fmtTime(d.CreatedAt), fmtTime(d.LastUsedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(d.Domain), d.Target, orDash(d.ConfigName), fmtTime(d.CreatedAt), fmtTime(d.LastUsedAt),
+				orDash(d.Check.State))
 		}
 		return tw.Flush()
 	})
@@ -379,6 +386,7 @@ func delegationShow(ctx context.Context, args []string, e env) error {
 			"created:           %s by %s\nlast used:         %s\n\nrecord to add:\n\n    %s\n",
 			d.Domain, d.ID, d.Target, quoteOrDash(d.ConfigName), fmtTime(d.CreatedAt), orDash(d.CreatedBy), fmtTime(d.LastUsedAt),
 			d.CNAME.ZoneLine())
+		printCheck(s.stdout, d.Check)
 		return nil
 	})
 }
@@ -561,4 +569,179 @@ func quoteOrDash(s string) string {
 		return "(none)"
 	}
 	return strconv.Quote(s)
+}
+
+// Delegation checks and onboarding.
+
+// checkSettingNames are the serve settings the delegation commands read.
+var checkSettingNames = []string{"check-resolver", "check-nameserver-addr", "check-private-addresses", "check-timeout",
+	"delegation-unused-after"}
+
+// addCheckSettings adds the check settings to an admin command, as serve
+// documents them.
+func addCheckSettings(ss *settingSet) {
+	serve := serveSettings()
+	for _, n := range checkSettingNames {
+		s := serve.byName[n]
+		if s.list {
+			ss.addList(n, s.def, s.usage+", as the server has it")
+		} else {
+			ss.add(n, s.def, s.usage+", as the server has it")
+		}
+	}
+}
+
+// checkSettings are the admin commands' view of the check settings.
+type checkSettings struct {
+	cfg         dnscheck.Config
+	unusedAfter time.Duration
+}
+
+// readCheckSettings reads the check settings like buildServeConfig does.
+func readCheckSettings(p *problems, ss *settingSet) *checkSettings {
+	c := &checkSettings{}
+	dur := func(name string, lo time.Duration) time.Duration {
+		d, err := time.ParseDuration(ss.get(name))
+		if err != nil || d < lo {
+			p.addf("%s: %q is not a duration of at least %v", name, ss.get(name), lo)
+		}
+		return d
+	}
+	c.cfg.Timeout = dur("check-timeout", 100*time.Millisecond)
+	c.unusedAfter = dur("delegation-unused-after", time.Hour)
+	c.cfg.AllowPrivate = boolSetting(p, ss, "check-private-addresses")
+	c.cfg.Recursive, c.cfg.Addrs = checkServers(p, ss)
+	return c
+}
+
+// client is the DNS check client, or nil (checks off).
+func (c *checkSettings) client() *dnscheck.Client {
+	cl, err := dnscheck.New(c.cfg)
+	if err != nil {
+		return nil // checks off: the check command says so
+	}
+	return cl
+}
+
+// printCheck prints a delegation's last check for people.
+func printCheck(w io.Writer, c hub.DelegationCheck) {
+	if c.State == "" {
+		fmt.Fprintf(w, "\ncheck:             never (`acmehub delegation check DOMAIN`)\n")
+		return
+	}
+	fmt.Fprintf(w, "\ncheck:             %s since %s (checked %s)\n%s\n", c.State, fmtTime(c.Since), fmtTime(c.CheckedAt), c.Detail)
+	if c.Evidence == nil {
+		return
+	}
+	line := func(e hub.ServerEvidence) {
+		says := "no CNAME"
+		if e.CNAME != "" {
+			says = "CNAME " + e.CNAME
+		}
+		if len(e.Other) > 0 {
+			says += "; " + strings.Join(e.Other, "; ")
+		}
+		if e.Error != "" {
+			says = "error: " + e.Error
+		} else if e.Rcode != "" {
+			says = e.Rcode + ", " + says
+		}
+		fmt.Fprintf(w, "    %s %s: %s\n", e.Server, orDash(e.Addr), says)
+	}
+	fmt.Fprintln(w, "evidence:")
+	line(c.Evidence.Recursive)
+	for _, e := range c.Evidence.Nameservers {
+		line(e)
+	}
+}
+
+func delegationCheck(ctx context.Context, args []string, e env) error {
+	c := newAdminCmd(e, "delegation check", "DOMAIN [flags]",
+		"Checks now, through the recursive resolver and each nameserver of the domain, that\n"+
+			"_acme-challenge.<domain> is a CNAME to the delegation's name, stores the result on the\n"+
+			"delegation (a change of state is audited) and prints it with the evidence. States: ok,\n"+
+			"missing, wrong_target, conflict, inconsistent, unreachable, invalid (see README, Domain owners).\n"+
+			"Give the CLI the server's check settings (--config).")
+	rest, err := c.parse(args, 1, "the domain")
+	if err != nil {
+		return err
+	}
+	return c.withSession(ctx, func(s *adminSession) error {
+		if _, err := s.getDelegation(ctx, rest[0]); err != nil {
+			return err
+		}
+		d, err := s.svc.CheckDelegation(ctx, s.grant, rest[0])
+		if errors.Is(err, hub.ErrChecksOff) {
+			return errors.New("delegation checks are off: no recursive resolver was found; set check-resolver (or give the server's settings with --config)")
+		}
+		if err != nil {
+			return err
+		}
+		if s.json {
+			return s.printJSON(toDelegationJSON(d))
+		}
+		fmt.Fprintf(s.stdout, "%s: %s\n", d.Domain, d.Check.State)
+		printCheck(s.stdout, d.Check)
+		return nil
+	})
+}
+
+func delegationOnboard(ctx context.Context, args []string, e env) error {
+	c := newAdminCmd(e, "delegation onboard", "DOMAIN... [flags]",
+		"Delegates each domain (or each name of a zone file) as `delegation create` would, and prints\n"+
+			"per domain the record its owner adds: created, existing (delegated already), or refused with\n"+
+			"the reason. One refused domain does not stop the others. Zone file names: every owner name,\n"+
+			"\"*.x\" as x, names with a label starting with \"_\" skipped.")
+	zoneFile := c.stringFlag("zone-file", "FILE", "", "also onboard the names of this zone file")
+	origin := c.stringFlag("origin", "DOMAIN", "", "origin of the zone file's relative names when it has no $ORIGIN")
+	rest, err := c.parse(args, -1, "")
+	if err != nil {
+		return err
+	}
+	domains := rest
+	if *zoneFile != "" {
+		f, err := os.Open(*zoneFile)
+		if err != nil {
+			return fmt.Errorf("zone file: %w", err)
+		}
+		names, err := hub.ZoneFileDomains(f, *origin)
+		_ = f.Close() // read-only
+		if err != nil {
+			return fmt.Errorf("%s: %w", *zoneFile, err)
+		}
+		domains = append(domains, names...)
+	}
+	if len(domains) == 0 {
+		return c.usageError("give at least one DOMAIN, or --zone-file with names")
+	}
+	return c.withSession(ctx, func(s *adminSession) error {
+		if err := s.checkZone(ctx); err != nil {
+			return err
+		}
+		res, err := s.svc.Onboard(ctx, s.grant, domains)
+		if err != nil {
+			return err
+		}
+		if s.json {
+			out := make([]api.OnboardResultJSON, 0, len(res))
+			for _, r := range res {
+				out = append(out, api.ToOnboardJSON(r))
+			}
+			return s.printJSON(out)
+		}
+		refused := 0
+		for _, r := range res {
+			switch r.Outcome {
+			case hub.OnboardRefused:
+				refused++
+				fmt.Fprintf(s.stdout, "; %s: refused: %s\n", r.Input, r.Reason)
+			default:
+				fmt.Fprintf(s.stdout, "%s ; %s, %s\n", r.Delegation.CNAME.ZoneLine(), r.Domain, r.Outcome)
+			}
+		}
+		if refused > 0 {
+			return fmt.Errorf("%d of %d domains refused", refused, len(res))
+		}
+		return nil
+	})
 }

@@ -251,29 +251,7 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	}
 	c.UnusedAfter = dur("delegation-unused-after", time.Hour, 10*365*24*time.Hour)
 	c.PropagationMaxWait = dur("propagation-max-wait", time.Second, 30*time.Minute)
-	for _, r := range ss.getList("check-resolver") {
-		if err := checkHostPort(r); err != nil {
-			p.addf("check-resolver: %v", err)
-		}
-		c.CheckResolvers = append(c.CheckResolvers, r)
-	}
-	c.CheckAddrs = map[string]string{}
-	for _, e := range ss.getList("check-nameserver-addr") {
-		key, to, ok := strings.Cut(e, "=")
-		key = strings.ToLower(strings.TrimSpace(key))
-		if ip, err := netip.ParseAddr(key); err == nil {
-			key = ip.Unmap().String()
-		} else if n, err := zone.CanonicalOrigin(key); err == nil {
-			key = n
-		} else {
-			ok = false
-		}
-		if err := checkHostPort(to); !ok || err != nil {
-			p.addf("check-nameserver-addr: %q is not name=host:port or address=host:port", e)
-			continue
-		}
-		c.CheckAddrs[key] = to
-	}
+	c.CheckResolvers, c.CheckAddrs = checkServers(&p, ss)
 	c.AuthFailuresPer = dur("auth-failures-per", time.Millisecond, time.Hour)
 	c.JournalMaxAge = dur("journal-max-age", time.Minute, 10*365*24*time.Hour)
 	c.JournalMaxRows = positiveInt(&p, ss, "journal-max-rows", 100, 1<<31-1)
@@ -310,6 +288,36 @@ func positiveInt(p *problems, ss *settingSet, name string, lo, hi int) int {
 		p.addf("%s: %q is not a whole number from %d to %d", name, ss.get(name), lo, hi)
 	}
 	return n
+}
+
+// checkServers reads where delegation checks and propagation send their
+// queries: the recursive resolvers, and nameservers (by lower-case fqdn or
+// address) asked at another host:port.
+func checkServers(p *problems, ss *settingSet) (resolvers []string, addrs map[string]string) {
+	for _, r := range ss.getList("check-resolver") {
+		if err := checkHostPort(r); err != nil {
+			p.addf("check-resolver: %v", err)
+		}
+		resolvers = append(resolvers, r)
+	}
+	addrs = map[string]string{}
+	for _, e := range ss.getList("check-nameserver-addr") {
+		key, to, ok := strings.Cut(e, "=")
+		key = strings.ToLower(strings.TrimSpace(key))
+		if ip, err := netip.ParseAddr(key); err == nil {
+			key = ip.Unmap().String()
+		} else if n, err := zone.CanonicalOrigin(key); err == nil {
+			key = n
+		} else {
+			ok = false
+		}
+		if err := checkHostPort(to); !ok || err != nil {
+			p.addf("check-nameserver-addr: %q is not name=host:port or address=host:port", e)
+			continue
+		}
+		addrs[key] = to
+	}
+	return resolvers, addrs
 }
 
 func boolSetting(p *problems, ss *settingSet, name string) bool {

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -138,7 +141,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		logger.Info("dns stopped")
 	}()
 
-	checker, err := dnscheck.New(dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: cfg.CheckAddrs, Timeout: cfg.CheckTimeout})
+	checker, err := dnscheck.New(dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: cfg.CheckAddrs, Timeout: cfg.CheckTimeout,
+		AllowPrivate: cfg.CheckPrivate})
 	switch {
 	case err != nil && len(cfg.CheckResolvers) == 0:
 		// No system resolver (a bare container): the hub still serves;
@@ -157,9 +161,23 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		ACMEDNSConfig:         cfg.ACMEDNSConfig,
 		ACMEDNSMaxAccounts:    cfg.ACMEDNSMaxAccounts,
 		DNSCheck:              checker,
+		Nameservers:           checkNameservers(cfg.Nameservers),
+		MaxWait:               cfg.PropagationMaxWait,
+		PropagationCheck:      propagationChecker(cfg, checker, dnsSrv.Addrs(), logger),
 		Failures:              ratelimit.Config{Burst: cfg.AuthFailuresBurst, Per: cfg.AuthFailuresPer},
 		Logger:                logger,
+		UnusedAfter:           cfg.UnusedAfter,
+		CheckStates:           m.Delegations(hub.CheckStates),
 	})
+	m.Values(db.CountValues)
+	// The background delegation checker, like the sweeper: stops with runCtx.
+	if checker != nil && cfg.CheckInterval > 0 {
+		wg.Go(func() {
+			if err := svc.RunChecks(runCtx, cfg.CheckInterval); err != nil {
+				logger.Error("delegation checker stopped", "err", err)
+			}
+		})
+	}
 	handler, err := api.New(svc, api.Config{
 		MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger,
 		Proxy:     api.ProxyTrust{Header: cfg.ProxyHeader, Proxies: cfg.TrustedProxies},
@@ -216,6 +234,63 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
+}
+
+// propagationChecker is checker, or when a nameserver address is one this
+// process's DNS server listens on (the default ns1.<zone>=127.0.0.1 of a
+// hub on 127.0.0.1:8053), a client that asks that address at the
+// listening port: port 53 there is not the hub. check-nameserver-addr
+// mappings win. nil when checker is nil.
+func propagationChecker(cfg serveConfig, checker *dnscheck.Client, listening []net.Addr, logger *slog.Logger) *dnscheck.Client {
+	if checker == nil {
+		return nil
+	}
+	addrs := maps.Clone(cfg.CheckAddrs)
+	if addrs == nil {
+		addrs = map[string]string{}
+	}
+	own := false
+	for _, n := range cfg.Nameservers {
+		if _, ok := addrs[n.Name]; ok {
+			continue
+		}
+		for _, a := range n.Addrs {
+			if _, ok := addrs[a.String()]; ok {
+				continue
+			}
+			for _, l := range listening {
+				u, ok := l.(*net.UDPAddr)
+				if !ok {
+					continue
+				}
+				ip, _ := netip.AddrFromSlice(u.IP)
+				if ip = ip.Unmap(); ip == a || ip.IsUnspecified() && a.IsLoopback() {
+					addrs[a.String()] = net.JoinHostPort(a.String(), strconv.Itoa(u.Port))
+					own = true
+					break
+				}
+			}
+		}
+	}
+	if !own {
+		return checker
+	}
+	c, err := dnscheck.New(dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: addrs, Timeout: cfg.CheckTimeout})
+	if err != nil {
+		logger.Warn("propagation checks ask this hub's own nameserver addresses on port 53", "err", err)
+		return checker
+	}
+	return c
+}
+
+// checkNameservers are the hub zone's nameservers as propagation checks
+// ask them.
+func checkNameservers(nss []nameserver) []dnscheck.Nameserver {
+	out := make([]dnscheck.Nameserver, 0, len(nss))
+	for _, n := range nss {
+		out = append(out, dnscheck.Nameserver{Name: n.Name, Addrs: n.Addrs})
+	}
+	return out
 }
 
 func dnsConfig(cfg serveConfig, logger *slog.Logger, m *metrics.Metrics) dnsserver.Config {

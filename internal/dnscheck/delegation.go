@@ -206,15 +206,19 @@ func (c *Client) askNameservers(ctx context.Context, name string, nss []nsHost) 
 	var wg sync.WaitGroup
 	for i, ns := range nss {
 		wg.Go(func() {
-			hps, err := c.targets(ctx, ns.name, ns.glue)
+			ts, err := c.targetList(ctx, ns.name, ns.glue, true)
 			if err != nil {
 				per[i] = []ServerAnswer{{Server: ns.name, Err: err.Error()}}
 				return
 			}
-			per[i] = make([]ServerAnswer, len(hps))
+			per[i] = make([]ServerAnswer, len(ts))
 			var inner sync.WaitGroup
-			for j, hp := range hps {
-				inner.Go(func() { per[i][j] = c.askAuthoritative(ctx, ns.name, hp, name) })
+			for j, t := range ts {
+				if t.refused != "" {
+					per[i][j] = ServerAnswer{Server: ns.name, Addr: t.hp, Err: t.refused}
+					continue
+				}
+				inner.Go(func() { per[i][j] = c.askAuthoritative(ctx, ns.name, t.hp, name) })
 			}
 			inner.Wait()
 		})

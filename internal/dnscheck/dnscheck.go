@@ -28,6 +28,13 @@ type Config struct {
 	// Timeout bounds one query; 0 means 2 s. Each server is tried over
 	// UDP, then over TCP when the answer is truncated.
 	Timeout time.Duration
+	// AllowPrivate lets CheckDelegation query a domain's nameserver at a
+	// private, loopback, link-local, unspecified or multicast address
+	// that Addrs does not map. Off, such an address is not asked (its
+	// ServerAnswer.Err says why): a domain owner's NS records must not
+	// make the hub send packets into its own network. The hub zone's own
+	// nameservers (CheckPropagation) are the operator's and always asked.
+	AllowPrivate bool
 }
 
 // defaultTimeout bounds one query when Config.Timeout is 0.

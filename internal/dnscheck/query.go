@@ -185,8 +185,29 @@ func addrsOf(rrs []dns.RR) []netip.Addr {
 // without any, of the addresses the recursive resolver gives for name),
 // mapped through Config.Addrs or on port 53.
 func (c *Client) targets(ctx context.Context, name string, addrs []netip.Addr) ([]string, error) {
+	ts, err := c.targetList(ctx, name, addrs, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.hp
+	}
+	return out, nil
+}
+
+// nsTarget is one address to ask, or why it must not be asked.
+type nsTarget struct {
+	hp      string // host:port
+	refused string // non-empty: not asked, for this reason
+}
+
+// targetList is targets with the private-address guard: with guard set
+// and Config.AllowPrivate off, an address that Config.Addrs does not map
+// and that is not public (see privateReason) comes back refused.
+func (c *Client) targetList(ctx context.Context, name string, addrs []netip.Addr, guard bool) ([]nsTarget, error) {
 	if hp, ok := c.addrs[fqdn(name)]; ok {
-		return []string{hp}, nil
+		return []nsTarget{{hp: hp}}, nil
 	}
 	if len(addrs) == 0 {
 		var err error
@@ -194,20 +215,47 @@ func (c *Client) targets(ctx context.Context, name string, addrs []netip.Addr) (
 			return nil, err
 		}
 	}
-	var out []string
+	var out []nsTarget
 	seen := map[string]bool{}
 	for _, a := range addrs {
-		key := a.Unmap().String()
+		a = a.Unmap()
+		key := a.String()
+		t := nsTarget{}
 		hp, ok := c.addrs[key]
 		if !ok {
 			hp = net.JoinHostPort(key, "53")
+			if guard && !c.cfg.AllowPrivate {
+				t.refused = privateReason(a)
+			}
 		}
+		t.hp = hp
 		if !seen[hp] {
 			seen[hp] = true
-			out = append(out, hp)
+			out = append(out, t)
 		}
 	}
 	return out, nil
+}
+
+// privateReason says why a nameserver address is not asked by delegation
+// checks, or "" for a public address.
+func privateReason(a netip.Addr) string {
+	kind := ""
+	switch {
+	case a.IsLoopback():
+		kind = "loopback"
+	case a.IsPrivate():
+		kind = "private"
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
+		kind = "link-local"
+	case a.IsUnspecified():
+		kind = "unspecified"
+	case a.IsMulticast():
+		kind = "multicast"
+	default:
+		return ""
+	}
+	return "not asked: " + a.String() + " is a " + kind + " address (the check-private-addresses setting allows it)"
 }
 
 // owned returns the records in rrs owned by name (case-insensitive).

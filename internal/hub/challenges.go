@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,10 @@ type Challenge struct {
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
 	Live       bool // the value is currently published
+	// Serial is the zone serial (the store's counter) that carries the
+	// write: a nameserver at or past it (mod 2^32) serves the value. 0
+	// when unknown.
+	Serial int64
 }
 
 // ChallengeDNS01 is the only challenge type.
@@ -97,7 +102,7 @@ func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Cha
 	}
 	ch := s.challenge(d, cfg, value, ttl, expires, true)
 	ev := s.challengeEvent(g, "challenge.present", req.Source, ch, cfg, nil)
-	_, err = s.db.AddValue(ctx, store.AddRequest{
+	serial, err := s.db.AddValue(ctx, store.AddRequest{
 		Name: d.Name, Value: value, TTL: ttl, ExpiresAt: expires,
 		CreatedBy: g.Principal.Name, MaxPerCreator: s.cfg.MaxValuesPerPrincipal,
 		Audit: &ev,
@@ -106,6 +111,8 @@ func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Cha
 		return Challenge{Domain: base}, cfg, storeError("add value", err)
 	}
 	_ = s.db.TouchDelegation(ctx, d.ID, s.now()) // best effort
+	ch.Serial = serial
+	ch.ID = challengeID(d.Name, value, serial)
 	return ch, cfg, nil
 }
 
@@ -122,7 +129,7 @@ func (s *Service) Cleanup(ctx context.Context, g Grant, identifier, value string
 
 // CleanupByID removes the value a Present returned.
 func (s *Service) CleanupByID(ctx context.Context, g Grant, id string, source netip.Addr) (int, error) {
-	name, value, err := parseChallengeID(id)
+	name, value, _, err := parseChallengeID(id)
 	if err != nil {
 		return 0, err
 	}
@@ -170,8 +177,9 @@ func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string
 }
 
 // Status reports whether the value a Present returned is still published.
+// A live challenge keeps the serial its id carries (Present's write).
 func (s *Service) Status(ctx context.Context, g Grant, id string) (Challenge, error) {
-	name, value, err := parseChallengeID(id)
+	name, value, serial, err := parseChallengeID(id)
 	if err != nil {
 		return Challenge{}, err
 	}
@@ -198,7 +206,8 @@ func (s *Service) Status(ctx context.Context, g Grant, id string) (Challenge, er
 	for _, r := range recs {
 		if r.Value == value {
 			ch := s.challenge(d, cfg, value, r.TTL, r.ExpiresAt, true)
-			ch.CreatedAt = r.CreatedAt
+			ch.CreatedAt, ch.Serial = r.CreatedAt, serial
+			ch.ID = challengeID(d.Name, value, serial)
 			return ch, nil
 		}
 	}
@@ -283,7 +292,7 @@ func (s *Service) delegation(ctx context.Context, g Grant, base string, cfg stor
 
 func (s *Service) challenge(d store.Delegation, cfg store.ChallengeConfig, value string, ttl uint32, expires time.Time, live bool) Challenge {
 	return Challenge{
-		ID:         challengeID(d.Name, value),
+		ID:         challengeID(d.Name, value, 0),
 		Domain:     d.Domain,
 		RecordName: rules.ChallengeName(d.Domain) + ".",
 		Target:     d.Name,
@@ -349,19 +358,32 @@ func newLabel() (string, error) {
 	return labelEncoding.EncodeToString(b[:]), nil
 }
 
-// A challenge id is the delegation name and the value, encoded: it needs no
-// state, and every use of it is authorised again through the name's domain.
-func challengeID(name, value string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(name + "\x00" + value))
+// A challenge id is the delegation name and the value, encoded, and after a
+// Present the serial of its write (propagation compares nameservers with
+// it): it needs no state, and every use of it is authorised again through
+// the name's domain. Ids without the serial (serial 0, and those issued
+// before it was added) stay valid.
+func challengeID(name, value string, serial int64) string {
+	s := name + "\x00" + value
+	if serial > 0 {
+		s += "\x00" + strconv.FormatInt(serial, 10)
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
-func parseChallengeID(id string) (name, value string, err error) {
+func parseChallengeID(id string) (name, value string, serial int64, err error) {
 	b, err := base64.RawURLEncoding.DecodeString(id)
 	if err == nil {
-		var ok bool
-		if name, value, ok = strings.Cut(string(b), "\x00"); ok && name != "" && value != "" {
-			return name, value, nil
+		parts := strings.Split(string(b), "\x00")
+		if len(parts) == 3 {
+			serial, err = strconv.ParseInt(parts[2], 10, 64)
+			if err != nil || serial <= 0 {
+				parts = nil
+			}
+		}
+		if len(parts) >= 2 && len(parts) <= 3 && parts[0] != "" && parts[1] != "" {
+			return parts[0], parts[1], serial, nil
 		}
 	}
-	return "", "", fmt.Errorf("%w: malformed challenge id", ErrInvalid)
+	return "", "", 0, fmt.Errorf("%w: malformed challenge id", ErrInvalid)
 }

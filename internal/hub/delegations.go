@@ -38,6 +38,7 @@ type Delegation struct {
 	CreatedBy        string
 	LastUsedAt       time.Time // zero: never (updated lazily)
 	CNAME            CNAMERecord
+	Check            DelegationCheck // the last delegation check (checks.go)
 }
 
 // CNAMERecord is the record a domain's owner adds to delegate its DNS-01
@@ -58,6 +59,11 @@ type DelegationFilter struct {
 	Under    string // a domain: only it and the domains below it
 	AfterID  int64  // paging: only ids above this
 	Limit    int    // 0: DefaultDelegationLimit; at most MaxDelegationLimit
+	// CheckState: only those whose last check found this state (one of
+	// CheckStates; "unchecked": never checked).
+	CheckState string
+	// Unused: only those without a challenge for Config.UnusedAfter.
+	Unused bool
 }
 
 // Page sizes of ListDelegations.
@@ -157,6 +163,14 @@ func (s *Service) ListDelegations(ctx context.Context, g Grant, f DelegationFilt
 		return nil, 0, fmt.Errorf("%w: negative id", ErrInvalid)
 	case f.Unbound && f.ConfigID != 0:
 		return nil, 0, fmt.Errorf("%w: unbound and a config exclude each other", ErrInvalid)
+	case f.CheckState != "" && !validCheckState(f.CheckState):
+		return nil, 0, fmt.Errorf("%w: state %q: want one of %s", ErrInvalid, f.CheckState, strings.Join(CheckStates, ", "))
+	case f.Unused && s.cfg.UnusedAfter <= 0:
+		return nil, 0, fmt.Errorf("%w: the unused report is off (delegation-unused-after is not set)", ErrInvalid)
+	}
+	var usedBefore time.Time
+	if f.Unused {
+		usedBefore = s.now().Add(-s.cfg.UnusedAfter)
 	}
 	if f.Under != "" {
 		base, err := s.baseDomain(ctx, f.Under)
@@ -167,6 +181,7 @@ func (s *Service) ListDelegations(ctx context.Context, g Grant, f DelegationFilt
 	}
 	ds, err := s.db.ListDelegations(ctx, store.DelegationFilter{
 		ConfigID: f.ConfigID, Unbound: f.Unbound, Under: f.Under, AfterID: f.AfterID, Limit: f.Limit,
+		CheckState: f.CheckState, UsedBefore: usedBefore,
 	})
 	if err != nil {
 		return nil, 0, storeError("list delegations", err)
@@ -332,6 +347,7 @@ func (s *Service) delegationWith(d store.Delegation, cfgs *configCache) Delegati
 	out := Delegation{
 		ID: d.ID, Domain: d.Domain, Label: d.Label, Target: d.Name, ConfigID: d.ConfigID,
 		OwnerPrincipalID: d.OwnerPrincipalID, CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy, LastUsedAt: d.LastUsedAt,
+		Check: checkOf(d.Check),
 	}
 	if d.Domain != "" { // an acme-dns label without a domain has no CNAME yet
 		out.CNAME = CNAMERecord{Name: rules.ChallengeName(d.Domain) + ".", Type: "CNAME", Target: d.Name}

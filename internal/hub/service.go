@@ -40,6 +40,21 @@ type Config struct {
 	// DNSCheck asks the world's DNS: delegation checks and propagation
 	// status. nil turns both off.
 	DNSCheck *dnscheck.Client
+	// Nameservers are the hub zone's nameservers (the apex NS set) whose
+	// answers propagation checks; none turns propagation off.
+	Nameservers []dnscheck.Nameserver
+	// MaxWait bounds a present's wait until every nameserver serves its
+	// value; 0 means 2 minutes.
+	MaxWait time.Duration
+	// UnusedAfter: a delegation without a challenge for this long is
+	// listed as unused; 0 turns the unused listing off.
+	UnusedAfter time.Duration
+	// CheckStates, if set, receives the number of delegations per check
+	// state (checks.go) after each on-demand check and background round.
+	CheckStates func(counts map[string]int)
+	// PropagationCheck asks the hub's nameservers for propagation; nil
+	// means DNSCheck. (It may know where this process itself listens.)
+	PropagationCheck *dnscheck.Client
 }
 
 // Store is what the service needs of the store; *store.DB implements it.
@@ -67,6 +82,8 @@ type Store interface {
 	AdminStore
 	// ACMEDNSStore is what the acme-dns operations add (acmedns.go).
 	ACMEDNSStore
+	// CheckStore is what delegation checks add (checks.go).
+	CheckStore
 }
 
 var _ Store = (*store.DB)(nil)

@@ -2,8 +2,10 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -92,3 +94,40 @@ func (m *Metrics) Handler() http.Handler {
 
 // Registry lets later parts register their own collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Delegations returns a function that sets the gauge
+// acmehub_delegations{state} from counts per check state (hub.Config's
+// CheckStates); every state of states is set, 0 when absent from counts.
+func (m *Metrics) Delegations(states []string) func(counts map[string]int) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "acmehub_delegations",
+		Help: "Delegations with a domain, by the state of their last check (unchecked: never checked).",
+	}, []string{"state"})
+	m.reg.MustRegister(g)
+	return func(counts map[string]int) {
+		for _, s := range states {
+			g.WithLabelValues(s).Set(float64(counts[s]))
+		}
+	}
+}
+
+// Values registers the gauge acmehub_txt_values, read on each scrape from
+// count (the store's count of TXT values in the zone). A failed count
+// reports the last good one.
+func (m *Metrics) Values(count func(ctx context.Context) (int, error)) {
+	var mu sync.Mutex
+	last := 0.0
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "acmehub_txt_values",
+		Help: "TXT values in the hub zone (each expires on its own; the sweep removes them).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if n, err := count(ctx); err == nil {
+			last = float64(n)
+		}
+		return last
+	}))
+}

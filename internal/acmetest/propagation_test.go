@@ -1,0 +1,178 @@
+package acmetest
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestPropagationTwoNameservers runs two hub processes on one database as
+// the zone's two nameservers: ns1 (hub 1, which takes the writes) and ns2
+// (hub 2, which follows the database only every 3 s, so it lags). A present
+// through hub 1 waits until both serve the value (201), or answers 202
+// naming ns2 when its wait ends first; the challenge's status says which
+// nameserver lags.
+func TestPropagationTwoNameservers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("internal/acmetest: two-process propagation test skipped in -short mode")
+	}
+	binary(t, acmehubPackage)
+	const poll = 3 * time.Second
+	dns1, dns2 := freeDNSAddr(t), freeDNSAddr(t)
+	// Both processes publish the same NS set and check it the same way:
+	// each nameserver name is mapped to its process's DNS port.
+	common := []string{
+		"--ns", "ns1.acme.test=127.0.0.1", "--ns", "ns2.acme.test=127.0.0.2",
+		"--check-nameserver-addr", "ns1.acme.test=" + dns1,
+		"--check-nameserver-addr", "ns2.acme.test=" + dns2,
+		"--check-resolver", dns1, // never asked: both names are mapped
+		"--propagation-max-wait", "20s",
+	}
+	hub1 := StartHub(t, HubConfig{Args: append([]string{"--dns-listen", dns1}, common...)})
+	StartHub(t, HubConfig{DataDir: hub1.DataDir,
+		Args: append([]string{"--dns-listen", dns2, "--poll-interval", poll.String()}, common...)})
+	// (dns-listen is a list: each hub also listens on StartHub's port 0.)
+	tok := hub1.Consumer(t, "shop", "*.example.test")
+	c := &nativeClient{t: t, base: hub1.APIURL, token: tok.String()}
+
+	// A wait longer than hub 2's poll interval ends once both serve the
+	// value. It also tells when hub 2 last polled: just before the answer
+	// (hub 1 checks every 250 ms).
+	first := c.present("example.test", "first", "10s", http.StatusCreated)
+	if p := first.Propagation; p == nil || !p.Everywhere || len(p.Servers) != 2 || len(p.Lagging) != 0 {
+		t.Fatalf("wait 10s: propagation %+v, want both serving", p)
+	}
+
+	// So hub 2 polls next about 3 s from now: a 1 s wait ends first.
+	lag := c.present("example.test", "second", "1s", http.StatusAccepted)
+	if p := lag.Propagation; p == nil || p.Everywhere || !slices.Equal(p.Lagging, []string{"ns2.acme.test."}) {
+		t.Fatalf("wait 1s: propagation %+v, want ns2 lagging", p)
+	}
+	checkServers(t, "wait 1s", lag.Propagation, map[string]bool{"ns1.acme.test.": true, "ns2.acme.test.": false})
+	st := c.status(lag.ID)
+	if st.Status != "published" || st.Propagation == nil || !slices.Equal(st.Propagation.Lagging, []string{"ns2.acme.test."}) {
+		t.Fatalf("status: %+v, want published with ns2 lagging", st)
+	}
+	checkServers(t, "status", st.Propagation, map[string]bool{"ns1.acme.test.": true, "ns2.acme.test.": false})
+
+	// Waiting again for the same value ends once hub 2 has polled.
+	again := c.present("example.test", "second", "10s", http.StatusCreated)
+	if p := again.Propagation; p == nil || !p.Everywhere {
+		t.Fatalf("wait 10s for the lagging value: %+v", p)
+	}
+	st = c.status(again.ID)
+	checkServers(t, "status after catching up", st.Propagation, map[string]bool{"ns1.acme.test.": true, "ns2.acme.test.": true})
+}
+
+// freeDNSAddr returns a 127.0.0.1 port free for UDP and TCP now, for a hub
+// whose address other processes must know before it starts.
+func freeDNSAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		_ = pc.Close()
+		if err == nil {
+			_ = ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("acmetest: no port free for both UDP and TCP")
+	return ""
+}
+
+// propagationWire is the propagation object of the native API.
+type propagationWire struct {
+	Everywhere bool      `json:"everywhere"`
+	CheckedAt  time.Time `json:"checked_at"`
+	Lagging    []string  `json:"lagging"`
+	Servers    []struct {
+		Server  string `json:"server"`
+		Addr    string `json:"addr"`
+		Serial  uint32 `json:"serial"`
+		Current bool   `json:"current"`
+		Serves  bool   `json:"serves"`
+		Error   string `json:"error"`
+	} `json:"servers"`
+}
+
+type challengeWire struct {
+	ID          string           `json:"id"`
+	Status      string           `json:"status"`
+	Propagation *propagationWire `json:"propagation"`
+}
+
+// checkServers compares which servers serve the value (want, by name) and
+// that the serving ones are current and the others are not.
+func checkServers(t *testing.T, what string, p *propagationWire, want map[string]bool) {
+	t.Helper()
+	if p == nil {
+		t.Fatalf("%s: no propagation object", what)
+	}
+	got := map[string]bool{}
+	for _, s := range p.Servers {
+		got[s.Server] = s.Serves
+		if s.Current != s.Serves || s.Serial == 0 || s.Error != "" {
+			t.Errorf("%s: %s: %+v", what, s.Server, s)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s: servers %v, want %v", what, got, want)
+	}
+	for name, serves := range want {
+		if s, ok := got[name]; !ok || s != serves {
+			t.Errorf("%s: %s serves %v (listed %v), want %v", what, name, s, ok, serves)
+		}
+	}
+}
+
+// nativeClient calls the native challenge API.
+type nativeClient struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c *nativeClient) present(identifier, value, wait string, want int) challengeWire {
+	c.t.Helper()
+	body, _ := json.Marshal(map[string]string{"identifier": identifier, "value": value, "wait": wait})
+	return c.call(http.MethodPost, "/api/v1/challenges", body, want)
+}
+
+func (c *nativeClient) status(id string) challengeWire {
+	c.t.Helper()
+	return c.call(http.MethodGet, "/api/v1/challenges/"+id, nil, http.StatusOK)
+}
+
+func (c *nativeClient) call(method, path string, body []byte, want int) challengeWire {
+	c.t.Helper()
+	req, err := http.NewRequestWithContext(c.t.Context(), method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		c.t.Fatalf("%s %s: %d %s, want %s", method, path, resp.StatusCode, raw, strconv.Itoa(want))
+	}
+	var out challengeWire
+	if err := json.Unmarshal(raw, &out); err != nil {
+		c.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
+	}
+	return out
+}
