@@ -184,7 +184,7 @@ func (c *certifyAPI) request(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.a.propagation() != nil {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(certifySyncWait + waitSlack))
+		c.a.extendWrite(w, r, certifySyncWait+waitSlack)
 	}
 	writeJSON(w, http.StatusOK, c.visible(r.Context(), ch, certifySyncWait))
 }
@@ -219,8 +219,16 @@ func (c *certifyAPI) visible(ctx context.Context, ch hub.Challenge, wait time.Du
 	case prop.Everywhere:
 		res.Message += fmt.Sprintf("; visible on all %d hub nameserver address(es)", len(prop.Servers))
 	default:
+		lags := hub.Lagging(prop)
+		why := make([]string, len(lags))
+		for i, l := range lags {
+			why[i] = l.String()
+		}
 		res.IsWarning = true
-		res.Message += "; not yet visible on every hub nameserver: " + strings.Join(hub.Lagging(prop), "; ")
+		res.Message += "; not yet visible on every hub nameserver: " + strings.Join(why, "; ")
+	}
+	if prop.Detail != "" {
+		res.Message += " (" + prop.Detail + ")"
 	}
 	return res
 }
@@ -247,15 +255,17 @@ func (c *certifyAPI) begin(w http.ResponseWriter, r *http.Request) {
 	}
 	req := call.present(r)
 	owner := strconv.FormatInt(call.grant.Principal.ID, 10)
-	op, err := c.ops.begin(r.Context(), owner, call.echo(), func(ctx context.Context) (any, bool) {
+	op, err := c.ops.beginSteps(r.Context(), owner, call.echo(), func(ctx context.Context) (any, bool, opFunc) {
 		ch, err := c.a.svc.Present(ctx, call.grant, req)
 		if err != nil {
 			p := c.problemFor(ctx, err)
-			return actionResult{Message: "Update failed: " + p.Detail, Result: p}, false
+			return actionResult{Message: "Update failed: " + p.Detail, Result: p}, false, nil
 		}
 		// Complete only once every hub nameserver serves the value (or
-		// the wait, bounded by the operation's own timeout, ends).
-		return c.visible(ctx, ch, 0), true
+		// the wait, bounded by the operation's own timeout, ends). The
+		// wait is a second step: it does not hold one of the workers
+		// that do DNS updates, and the hub bounds waits per principal.
+		return nil, true, func(ctx context.Context) (any, bool) { return c.visible(ctx, ch, 0), true }
 	})
 	switch {
 	case errors.Is(err, errOpsFull), errors.Is(err, errOpsOwnerFull), errors.Is(err, errOpsClosed):

@@ -59,6 +59,8 @@ type propagationJSON struct {
 	// Lagging names the nameservers that do not serve the value yet.
 	Lagging []string           `json:"lagging"`
 	Servers []serverStatusJSON `json:"servers"`
+	// Detail says why a present's wait did not run ("too many waits").
+	Detail string `json:"detail,omitempty"`
 }
 
 // serverStatusJSON is one address of one hub nameserver.
@@ -72,19 +74,26 @@ type serverStatusJSON struct {
 	// Serves: it answers the value.
 	Serves bool   `json:"serves"`
 	Error  string `json:"error,omitempty"`
+	// Skipped says why this host could not even try the address (no
+	// route for its family); such an address does not block everywhere.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 func toPropagationJSON(p hub.Propagation) *propagationJSON {
 	out := &propagationJSON{
 		Everywhere: p.Everywhere, CheckedAt: p.CheckedAt.UTC(),
-		Lagging: []string{}, Servers: make([]serverStatusJSON, 0, len(p.Servers)),
+		Lagging: []string{}, Servers: make([]serverStatusJSON, 0, len(p.Servers)), Detail: p.Detail,
 	}
 	for _, s := range p.Servers {
 		out.Servers = append(out.Servers, serverStatusJSON{
-			Server: s.Server, Addr: s.Addr, Serial: s.Serial, Current: s.Current, Serves: s.Serves, Error: s.Err,
+			Server: s.Server, Addr: s.Addr, Serial: s.Serial, Current: s.Current, Serves: s.Serves, Error: s.Err, Skipped: s.Skipped,
 		})
-		if !s.Serves && !slices.Contains(out.Lagging, s.Server) {
-			out.Lagging = append(out.Lagging, s.Server)
+	}
+	// The names of hub.Lagging, once each: one server may lag at several
+	// addresses.
+	for _, l := range hub.Lagging(p) {
+		if !slices.Contains(out.Lagging, l.Server) {
+			out.Lagging = append(out.Lagging, l.Server)
 		}
 	}
 	return out
@@ -188,7 +197,7 @@ func (a *API) present(w http.ResponseWriter, r *http.Request) {
 	if wait > 0 {
 		// The server's write timeout (30 s) would cut a longer wait: this
 		// response may take the wait and a little more.
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + waitSlack))
+		a.extendWrite(w, r, wait+waitSlack)
 		p, err := a.propagation().WaitPropagation(r.Context(), ch, wait)
 		if err != nil {
 			// The value is stored; only the check failed.
@@ -197,7 +206,9 @@ func (a *API) present(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Propagation = toPropagationJSON(p)
 		if !p.Everywhere {
-			// Stored and answered by some nameservers, not yet by all.
+			// Stored and answered by some nameservers, not yet by all;
+			// or, past the principal's cap on waits, checked once
+			// (propagation.detail says so).
 			status = http.StatusAccepted
 		}
 	}
@@ -235,6 +246,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	out := toChallengeJSON(ch)
 	if p := a.propagation(); p != nil && ch.Live {
 		res, err := p.WaitPropagation(r.Context(), ch, 0)
+		if err != nil && r.Context().Err() != nil {
+			return // the client went away while the check ran
+		}
 		if err != nil {
 			a.writeError(w, r, err)
 			return

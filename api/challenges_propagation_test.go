@@ -2,8 +2,11 @@ package api_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/internal/dnscheck"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/store"
@@ -203,8 +207,14 @@ func TestChallengeStatusPropagation(t *testing.T) {
 		t.Errorf("ns1 serial %v, want %d", got, serial)
 	}
 
+	// A status read may answer from a round up to 250 ms old (checks are
+	// shared): ask until the caught-up round shows.
 	pf.ns2.stale.Store(false)
-	v, _ = propagationOf(t, pf.do(t, "GET", "/api/v1/challenges/"+id, "", pf.auth))
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if v, _ = propagationOf(t, pf.do(t, "GET", "/api/v1/challenges/"+id, "", pf.auth)); v.Everywhere {
+			break
+		}
+	}
 	if !v.Everywhere || len(v.Lagging) != 0 {
 		t.Errorf("caught up: everywhere %v lagging %q", v.Everywhere, v.Lagging)
 	}
@@ -339,4 +349,85 @@ func TestCertifyPropagation(t *testing.T) {
 	pf.ns2.stale.Store(false)
 	check("request", request("sync"), false)
 	check("requestbegin", begin("begin"), false)
+}
+
+// TestWaitOutlivesWriteTimeout: a present's wait, and Certify's
+// synchronous request, may take longer than the server's write timeout
+// (30 s; 1 s here) and still answer.
+func TestWaitOutlivesWriteTimeout(t *testing.T) {
+	t.Parallel()
+	pf := newPropagationFixture(t, 2*time.Second)
+	pf.ns2.freeze(t)
+	srv := httptest.NewUnstartedServer(pf.srv.Config.Handler)
+	srv.Config = api.NewServer(pf.srv.Config.Handler, slog.New(slog.DiscardHandler))
+	srv.Config.WriteTimeout = time.Second
+	srv.Start()
+	t.Cleanup(srv.Close)
+	short := *pf.fixture
+	short.srv = srv
+
+	r := short.do(t, "POST", "/api/v1/challenges", `{"identifier":"www.example.org","value":"slow","wait":"2s"}`, pf.auth)
+	if v, ok := propagationOf(t, r); r.status != http.StatusAccepted || !ok || v.Everywhere {
+		t.Fatalf("present with a 2 s wait: %d %s", r.status, r.raw)
+	}
+	tok := pf.consumer(t, "certify", store.RoleChallengeConsumer, "*.example.org", store.Token{})
+	r = short.do(t, "POST", pathRequest, certifyBody("www.example.org", "_acme-challenge.www.example.org", "slow-sync", tok), nil)
+	if r.status != http.StatusOK || r.body["isWarning"] != true {
+		t.Fatalf("Certify request waiting 2 s: %d %s", r.status, r.raw)
+	}
+}
+
+// TestCertifyWaitsHoldNoWorker: requestbegin operations waiting for
+// propagation do not hold the 16 workers that do DNS updates: more
+// operations than workers all store their values while every wait still
+// runs, and complete once the lagging nameserver catches up.
+func TestCertifyWaitsHoldNoWorker(t *testing.T) {
+	t.Parallel()
+	pf := newPropagationFixture(t, time.Minute)
+	tok := pf.consumer(t, "certify", store.RoleChallengeConsumer, "*.example.org", store.Token{})
+	pf.ns2.freeze(t)
+	const n = 20 // more than the 16 workers
+	ids := make([]string, n)
+	for i := range n {
+		// One name each: the fake nameservers answer over UDP only, where
+		// 20 values at one name do not fit.
+		domain := fmt.Sprintf("w%02d.example.org", i)
+		body := certifyBody(domain, "_acme-challenge."+domain, "begin", tok)
+		r := pf.do(t, "POST", pathBegin, body, nil)
+		if r.status != http.StatusAccepted {
+			t.Fatalf("requestbegin %d: %d %s", i, r.status, r.raw)
+		}
+		ids[i] = r.body["id"].(string)
+	}
+	stored := 0
+	for deadline := time.Now().Add(20 * time.Second); stored < n && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		recs, err := pf.db.ListAll(t.Context(), "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = len(recs)
+	}
+	if stored != n {
+		t.Fatalf("%d of %d values stored while the waits run: waits hold the workers", stored, n)
+	}
+	for _, id := range ids {
+		if s := pf.do(t, "GET", pathStatus+id, "", nil); s.body["status"] != "running" {
+			t.Fatalf("operation %s: %s, want running (ns2 is stale)", id, s.raw)
+		}
+	}
+	pf.ns2.stale.Store(false)
+	for _, id := range ids {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			s := pf.do(t, "GET", pathStatus+id, "", nil)
+			if s.body["isCompleted"] == true {
+				if ar, _ := s.body["result"].(map[string]any); s.body["isSuccess"] != true || ar["isWarning"] != false {
+					t.Errorf("operation %s: %s", id, s.raw)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("operation %s never completed: %s", id, s.raw)
+			}
+		}
+	}
 }

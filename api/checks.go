@@ -103,13 +103,20 @@ func ToOnboardJSON(r hub.OnboardResult) OnboardResultJSON {
 }
 
 func (a *API) onboard(w http.ResponseWriter, r *http.Request) {
+	g := grant(r.Context())
+	// The role first: parsing a zone file costs CPU that a token which
+	// may not onboard must not get to spend.
+	if !g.Allows(hub.ActionManageChallenges) {
+		a.adminError(w, r, hub.ErrForbidden, "")
+		return
+	}
 	var body onboardRequest
 	if !a.decodeJSON(w, r, &body) {
 		return
 	}
 	domains := body.Domains
 	if body.ZoneFile != "" {
-		names, err := hub.ZoneFileDomains(strings.NewReader(body.ZoneFile), body.Origin)
+		names, err := hub.ZoneFileDomains(r.Context(), strings.NewReader(body.ZoneFile), body.Origin)
 		if err != nil {
 			a.writeError(w, r, err)
 			return
@@ -120,7 +127,7 @@ func (a *API) onboard(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, codeBadRequest, "give domains, or a zone_file with at least one name")
 		return
 	}
-	res, err := a.svc.Onboard(adminContext(r), grant(r.Context()), domains)
+	res, err := a.svc.Onboard(adminContext(r), g, domains)
 	if err != nil {
 		a.adminError(w, r, err, "")
 		return

@@ -265,6 +265,13 @@ func TestOnboardAPI(t *testing.T) {
 	f.problem(t, http.StatusBadRequest, "bad_request", "POST", "/api/v1/delegations/onboard", `{}`, f.bearer)
 	_, consumer := f.newPrincipal(t, "shop", "managed_challenge_consumer", "*.example.org")
 	f.problem(t, http.StatusForbidden, "forbidden", "POST", "/api/v1/delegations/onboard", body, bearer(consumer))
+	// The role is checked before a zone file is parsed: a bad file is 403, not 400.
+	f.problem(t, http.StatusForbidden, "forbidden", "POST", "/api/v1/delegations/onboard", `{"zone_file":"www 60 IN A 192.0.2.1\n"}`, bearer(consumer))
+	// $GENERATE is refused, however it is written.
+	for _, zf := range []string{"$GENERATE 0-65535 @ 60 IN TXT \"x\"\n", "$ORIGIN example.org.\n  $generate 1-9 h$ A 192.0.2.1\n"} {
+		b, _ := json.Marshal(map[string]string{"zone_file": zf})
+		f.problem(t, http.StatusBadRequest, "bad_request", "POST", "/api/v1/delegations/onboard", string(b), f.bearer, "$GENERATE")
+	}
 }
 
 // onboardResult mirrors api.OnboardResultJSON for decoding.

@@ -249,3 +249,6 @@ func (c challengeWriter) WriteHeader(code int) {
 	}
 	c.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the wrapped writer.
+func (c challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -83,6 +83,20 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer: a
+// present's wait extends the write deadline through it (extendWrite).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// extendWrite lets this response be written until d from now, past the
+// server's WriteTimeout (30 s), which would otherwise cut a long wait
+// without an answer. A writer that cannot (a test recorder) is logged at
+// debug: the wait still runs, bounded by the server's own timeout.
+func (a *API) extendWrite(w http.ResponseWriter, r *http.Request, d time.Duration) {
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d)); err != nil {
+		a.log.DebugContext(r.Context(), "write deadline not extended", "req_id", requestID(r.Context()), "err", err)
+	}
+}
+
 // accessLog gives every request an id and writes one line when it ends.
 func (a *API) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

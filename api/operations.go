@@ -44,6 +44,12 @@ func (op operation) completed() bool { return op.Status == opSucceeded || op.Sta
 // whether it succeeded; it must honour ctx.
 type opFunc func(ctx context.Context) (result any, ok bool)
 
+// opSteps is the work of an operation in two steps: the first runs in a
+// worker slot and, when it succeeds with a next step, next runs after the
+// slot is freed (a wait that needs no worker), within the same timeout;
+// its result is the operation's.
+type opSteps func(ctx context.Context) (result any, ok bool, next opFunc)
+
 // opStoreConfig bounds the store; zero fields take the defaults.
 type opStoreConfig struct {
 	// Max is how many operations are held at once (default 10,000). When
@@ -62,7 +68,7 @@ type opStoreConfig struct {
 	// result before it is read.
 	MinKeep time.Duration
 	// Workers is how many operations run at once (default 16); the others
-	// wait as pending.
+	// wait as pending. An operation's second step (opSteps) takes none.
 	Workers int
 	// Timeout bounds an operation from its acceptance, waiting included
 	// (default 60 s; the Certify API adds the hub's propagation wait).
@@ -129,6 +135,14 @@ func newOpStore(cfg opStoreConfig, log *slog.Logger) *opStore {
 // cancellation (the client has gone by the time the work runs) and ends
 // after cfg.Timeout.
 func (o *opStore) begin(parent context.Context, owner string, request any, fn opFunc) (operation, error) {
+	return o.beginSteps(parent, owner, request, func(ctx context.Context) (any, bool, opFunc) {
+		result, ok := fn(ctx)
+		return result, ok, nil
+	})
+}
+
+// beginSteps is begin with work in two steps (opSteps).
+func (o *opStore) beginSteps(parent context.Context, owner string, request any, fn opSteps) (operation, error) {
 	// crypto/rand.Text: 26 base32 characters, 130 bits.
 	id := rand.Text()
 	now := o.now()
@@ -157,7 +171,7 @@ func (o *opStore) begin(parent context.Context, owner string, request any, fn op
 	return *op, nil
 }
 
-func (o *opStore) run(parent context.Context, id string, fn opFunc) {
+func (o *opStore) run(parent context.Context, id string, fn opSteps) {
 	defer o.wg.Done()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), o.cfg.Timeout)
 	defer cancel()
@@ -166,16 +180,23 @@ func (o *opStore) run(parent context.Context, id string, fn opFunc) {
 	var (
 		result any
 		ok     bool
+		next   opFunc
 	)
 	select {
 	case o.sem <- struct{}{}:
 		o.update(id, func(op *operation, now time.Time) { op.Status, op.Started = opRunning, now })
-		result, ok = o.call(ctx, id, fn)
+		result, ok, next = o.call(ctx, id, fn)
 		<-o.sem
 	case <-ctx.Done():
 		// Never got a slot: fn answers for a context that has ended, so the
 		// failure has the same shape as any other.
-		result, ok = o.call(ctx, id, fn)
+		result, ok, next = o.call(ctx, id, fn)
+	}
+	if ok && next != nil {
+		result, ok, _ = o.call(ctx, id, func(ctx context.Context) (any, bool, opFunc) {
+			result, ok := next(ctx)
+			return result, ok, nil
+		})
 	}
 	o.update(id, func(op *operation, now time.Time) {
 		op.Status, op.Result, op.Ended = opFailed, result, now
@@ -190,11 +211,11 @@ func (o *opStore) run(parent context.Context, id string, fn opFunc) {
 }
 
 // call runs fn, turning a panic into a failed operation without a result.
-func (o *opStore) call(ctx context.Context, id string, fn opFunc) (result any, ok bool) {
+func (o *opStore) call(ctx context.Context, id string, fn opSteps) (result any, ok bool, next opFunc) {
 	defer func() {
 		if v := recover(); v != nil {
 			o.log.ErrorContext(ctx, "operation panic", "operation", id, "panic", v)
-			result, ok = nil, false
+			result, ok, next = nil, false, nil
 		}
 	}()
 	return fn(ctx)

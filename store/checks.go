@@ -150,11 +150,14 @@ func (db *DB) CountDelegationChecks(ctx context.Context) (map[string]int, error)
 	return out, nil
 }
 
-// CountValues returns how many TXT values the zone holds (live ones and
-// expired ones the next sweep removes).
+// CountValues returns how many TXT values are live: not expired yet. The
+// zone still serves expired ones until the sweep removes them, but they
+// are no longer anybody's challenge, so the live-values gauge leaves them
+// out.
 func (db *DB) CountValues(ctx context.Context) (int, error) {
 	var n int
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM txt_values`).Scan(&n); err != nil {
+	q := `SELECT count(*) FROM txt_values WHERE expires_at > ?`
+	if err := db.r.QueryRowContext(ctx, q, time.Now().UnixMilli()).Scan(&n); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, nil
 		}

@@ -600,15 +600,7 @@ type checkSettings struct {
 // readCheckSettings reads the check settings like buildServeConfig does.
 func readCheckSettings(p *problems, ss *settingSet) *checkSettings {
 	c := &checkSettings{}
-	dur := func(name string, lo time.Duration) time.Duration {
-		d, err := time.ParseDuration(ss.get(name))
-		if err != nil || d < lo {
-			p.addf("%s: %q is not a duration of at least %v", name, ss.get(name), lo)
-		}
-		return d
-	}
-	c.cfg.Timeout = dur("check-timeout", 100*time.Millisecond)
-	c.unusedAfter = dur("delegation-unused-after", time.Hour)
+	c.cfg.Timeout, c.unusedAfter = checkDurations(p, ss)
 	c.cfg.AllowPrivate = boolSetting(p, ss, "check-private-addresses")
 	c.cfg.Recursive, c.cfg.Addrs = checkServers(p, ss)
 	return c
@@ -704,7 +696,7 @@ func delegationOnboard(ctx context.Context, args []string, e env) error {
 		if err != nil {
 			return fmt.Errorf("zone file: %w", err)
 		}
-		names, err := hub.ZoneFileDomains(f, *origin)
+		names, err := hub.ZoneFileDomains(ctx, f, *origin)
 		_ = f.Close() // read-only
 		if err != nil {
 			return fmt.Errorf("%s: %w", *zoneFile, err)

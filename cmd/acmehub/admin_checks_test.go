@@ -210,3 +210,24 @@ func TestDelegationChecksCLIAndAPI(t *testing.T) {
 		t.Fatalf("metrics: %d\n%s", code, body)
 	}
 }
+
+// The delegation commands read the check settings with serve's bounds.
+func TestReadCheckSettingsBounds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"check-timeout", "2s", true}, {"check-timeout", "2m", false}, {"check-timeout", "10ms", false},
+		{"delegation-unused-after", "720h", true}, {"delegation-unused-after", "100000h", false},
+	} {
+		ss := newSettingSet()
+		addCheckSettings(ss)
+		ss.byName[tc.name].value = tc.value
+		var p problems
+		readCheckSettings(&p, ss)
+		if (len(p) == 0) != tc.ok {
+			t.Errorf("%s=%s: problems %q", tc.name, tc.value, p)
+		}
+	}
+}

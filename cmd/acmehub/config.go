@@ -220,16 +220,7 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	c.ACMEDNSOpenRegistration = boolSetting(&p, ss, "acme-dns-open-registration")
 	c.ACMEDNSMaxAccounts = positiveInt(&p, ss, "acme-dns-max-accounts", 0, 1<<30)
 
-	dur := func(name string, lo, hi time.Duration) time.Duration {
-		d, err := time.ParseDuration(ss.get(name))
-		switch {
-		case err != nil:
-			p.addf("%s: %q is not a duration such as 60s or 1h", name, ss.get(name))
-		case d < lo || d > hi:
-			p.addf("%s: %s is outside %s..%s", name, d, lo, hi)
-		}
-		return d
-	}
+	dur := func(name string, lo, hi time.Duration) time.Duration { return durSetting(&p, ss, name, lo, hi) }
 	c.SOARefresh = dur("soa-refresh", time.Minute, 30*24*time.Hour)
 	c.SOARetry = dur("soa-retry", time.Minute, 30*24*time.Hour)
 	c.SOAExpire = dur("soa-expire", time.Hour, 365*24*time.Hour)
@@ -244,12 +235,11 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	c.SweepInterval = dur("sweep-interval", 100*time.Millisecond, 10*time.Second)
 	c.PollInterval = dur("poll-interval", 10*time.Millisecond, time.Hour)
 	c.CheckPrivate = boolSetting(&p, ss, "check-private-addresses")
-	c.CheckTimeout = dur("check-timeout", 100*time.Millisecond, time.Minute)
+	c.CheckTimeout, c.UnusedAfter = checkDurations(&p, ss)
 	c.CheckInterval = dur("check-interval", 0, 30*24*time.Hour)
 	if c.CheckInterval > 0 && c.CheckInterval < time.Minute {
 		p.addf("check-interval: %s is shorter than 1m (0 turns background checks off)", c.CheckInterval)
 	}
-	c.UnusedAfter = dur("delegation-unused-after", time.Hour, 10*365*24*time.Hour)
 	c.PropagationMaxWait = dur("propagation-max-wait", time.Second, 30*time.Minute)
 	c.CheckResolvers, c.CheckAddrs = checkServers(&p, ss)
 	c.AuthFailuresPer = dur("auth-failures-per", time.Millisecond, time.Hour)
@@ -280,6 +270,25 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 		p.addf("log-format: %q is neither json nor text", ss.get("log-format"))
 	}
 	return c, p.err()
+}
+
+// durSetting reads a duration setting within lo..hi.
+func durSetting(p *problems, ss *settingSet, name string, lo, hi time.Duration) time.Duration {
+	d, err := time.ParseDuration(ss.get(name))
+	switch {
+	case err != nil:
+		p.addf("%s: %q is not a duration such as 60s or 1h", name, ss.get(name))
+	case d < lo || d > hi:
+		p.addf("%s: %s is outside %s..%s", name, d, lo, hi)
+	}
+	return d
+}
+
+// checkDurations reads the check settings' durations, with the bounds
+// serve and the delegation commands share.
+func checkDurations(p *problems, ss *settingSet) (timeout, unusedAfter time.Duration) {
+	return durSetting(p, ss, "check-timeout", 100*time.Millisecond, time.Minute),
+		durSetting(p, ss, "delegation-unused-after", time.Hour, 10*365*24*time.Hour)
 }
 
 func positiveInt(p *problems, ss *settingSet, name string, lo, hi int) int {

@@ -141,8 +141,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		logger.Info("dns stopped")
 	}()
 
-	checker, err := dnscheck.New(dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: cfg.CheckAddrs, Timeout: cfg.CheckTimeout,
-		AllowPrivate: cfg.CheckPrivate})
+	checkCfg := dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: cfg.CheckAddrs, Timeout: cfg.CheckTimeout,
+		AllowPrivate: cfg.CheckPrivate}
+	checker, err := dnscheck.New(checkCfg)
 	switch {
 	case err != nil && len(cfg.CheckResolvers) == 0:
 		// No system resolver (a bare container): the hub still serves;
@@ -163,7 +164,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		DNSCheck:              checker,
 		Nameservers:           checkNameservers(cfg.Nameservers),
 		MaxWait:               cfg.PropagationMaxWait,
-		PropagationCheck:      propagationChecker(cfg, checker, dnsSrv.Addrs(), logger),
+		PropagationCheck:      propagationChecker(checkCfg, cfg.Nameservers, checker, dnsSrv.Addrs(), logger),
 		Failures:              ratelimit.Config{Burst: cfg.AuthFailuresBurst, Per: cfg.AuthFailuresPer},
 		Logger:                logger,
 		UnusedAfter:           cfg.UnusedAfter,
@@ -238,19 +239,25 @@ func isLoopback(a net.Addr) bool {
 
 // propagationChecker is checker, or when a nameserver address is one this
 // process's DNS server listens on (the default ns1.<zone>=127.0.0.1 of a
-// hub on 127.0.0.1:8053), a client that asks that address at the
-// listening port: port 53 there is not the hub. check-nameserver-addr
-// mappings win. nil when checker is nil.
-func propagationChecker(cfg serveConfig, checker *dnscheck.Client, listening []net.Addr, logger *slog.Logger) *dnscheck.Client {
+// hub on 127.0.0.1:8053), a client built from checker's own settings
+// (base) that asks that address at the listening port: port 53 there is
+// not the hub. check-nameserver-addr mappings win. nil when checker is
+// nil.
+//
+// base.AllowPrivate (check-private-addresses) is kept but does not apply:
+// it guards delegation checks, which follow NS records a domain's owner
+// chose; the hub zone's own nameservers are the operator's and always
+// asked, loopback and private addresses included, by design.
+func propagationChecker(base dnscheck.Config, nameservers []nameserver, checker *dnscheck.Client, listening []net.Addr, logger *slog.Logger) *dnscheck.Client {
 	if checker == nil {
 		return nil
 	}
-	addrs := maps.Clone(cfg.CheckAddrs)
+	addrs := maps.Clone(base.Addrs)
 	if addrs == nil {
 		addrs = map[string]string{}
 	}
 	own := false
-	for _, n := range cfg.Nameservers {
+	for _, n := range nameservers {
 		if _, ok := addrs[n.Name]; ok {
 			continue
 		}
@@ -275,7 +282,9 @@ func propagationChecker(cfg serveConfig, checker *dnscheck.Client, listening []n
 	if !own {
 		return checker
 	}
-	c, err := dnscheck.New(dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: addrs, Timeout: cfg.CheckTimeout})
+	cfg := base
+	cfg.Addrs = addrs
+	c, err := dnscheck.New(cfg)
 	if err != nil {
 		logger.Warn("propagation checks ask this hub's own nameserver addresses on port 53", "err", err)
 		return checker
@@ -283,8 +292,6 @@ func propagationChecker(cfg serveConfig, checker *dnscheck.Client, listening []n
 	return c
 }
 
-// checkNameservers are the hub zone's nameservers as propagation checks
-// ask them.
 func checkNameservers(nss []nameserver) []dnscheck.Nameserver {
 	out := make([]dnscheck.Nameserver, 0, len(nss))
 	for _, n := range nss {

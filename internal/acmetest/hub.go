@@ -23,7 +23,9 @@ type HubConfig struct {
 	Zone string
 	// DataDir is --data-dir; "" means a new t.TempDir().
 	DataDir string
-	// Args are more `acmehub serve` flags, appended after the harness's.
+	// Args are more `acmehub serve` flags, appended after the harness's
+	// (a later flag wins; list flags such as --check-resolver add up, so
+	// the harness leaves out its default of one that Args set).
 	Args []string
 	// StartTimeout bounds the wait for "api listening"; 0 means 20 s.
 	StartTimeout time.Duration
@@ -63,9 +65,18 @@ func StartHub(t *testing.T, cfg HubConfig) *Hub {
 	if timeout == 0 {
 		timeout = hubStartTimeout
 	}
-	args := append([]string{"serve", "--data-dir", cfg.DataDir, "--zone", cfg.Zone,
+	args := []string{"serve", "--data-dir", cfg.DataDir, "--zone", cfg.Zone,
 		"--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
-		"--log-level", "info", "--log-format", "json"}, cfg.Args...)
+		"--log-level", "info", "--log-format", "json",
+		// No background delegation checks: a test runs its own.
+		"--check-interval", "0"}
+	if !hasFlag(cfg.Args, "check-resolver") {
+		// No test hub asks the system's resolver: port 1 on loopback is
+		// privileged, so no test can listen there, and closed, so a query
+		// fails at once (ICMP port unreachable).
+		args = append(args, "--check-resolver", unansweredResolver)
+	}
+	args = append(args, cfg.Args...)
 	cmd := exec.Command(binary(t, acmehubPackage), args...) //nolint:gosec // G204: our own build of acmehub with the test's arguments
 	cmd.Env = []string{}
 	stderr, err := cmd.StderrPipe()
@@ -109,6 +120,22 @@ func StartHub(t *testing.T, cfg HubConfig) *Hub {
 	}
 	h.Token = strings.TrimSpace(string(tok))
 	return h
+}
+
+// unansweredResolver is StartHub's default --check-resolver: a loopback
+// address where nothing answers.
+const unansweredResolver = "127.0.0.1:1"
+
+// hasFlag reports whether args set the flag name (--name or -name, with
+// its value apart or after "=").
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // hubUp is what scanLog reports once "api listening" is logged.

@@ -1,6 +1,7 @@
 package dnscheck
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,9 +28,20 @@ import (
 // check takes about as long as its slowest few queries in sequence: the
 // walk (usually two), resolving the nameservers, then one round to all
 // of them. ctx ends it early; the result then says so.
-func (c *Client) CheckDelegation(ctx context.Context, domain, expectedTarget string) (res DelegationResult) {
+//
+// Only CNAME, TXT and (in referrals) NS records at the name are looked
+// at. At most maxNSNames nameservers, maxAddrsPerNS addresses of each and
+// maxTargets addresses in all are asked; all checks of c together stay
+// within maxInFlight queries at once and queryRate a second.
+func (c *Client) CheckDelegation(ctx context.Context, domain, expectedTarget string) DelegationResult {
+	lc := *c
+	lc.limited = true
+	return lc.checkDelegation(ctx, domain, expectedTarget)
+}
+
+func (c *Client) checkDelegation(ctx context.Context, domain, expectedTarget string) (res DelegationResult) {
 	res.Recursive = ServerAnswer{Server: "recursive"}
-	defer func() { res.CheckedAt = time.Now() }()
+	res.CheckedAt = time.Now()
 	base, _, err := rules.NormalizeIdentifier(domain)
 	if err != nil {
 		res.State, res.Detail = StateInvalid, fmt.Sprintf("%v.", err)
@@ -53,13 +65,18 @@ func (c *Client) CheckDelegation(ctx context.Context, domain, expectedTarget str
 	zone, nss, err := c.findZone(ctx, base+".")
 	if err == nil {
 		res.Zone = zone
-		res.Nameservers = c.askNameservers(ctx, res.Name, nss)
+		res.Nameservers = c.askNameservers(ctx, zone, res.Name, nss)
 	}
 	wg.Wait()
 	res.Recursive = rec
 	if err != nil {
+		var nr *noReplyError
+		res.ResolverDown = errors.As(err, &nr)
 		res.State = StateUnreachable
 		res.Detail = fmt.Sprintf("The zone of %s could not be found (%v); check the recursive resolver setting.", base, err)
+		if res.ResolverDown {
+			res.Detail = fmt.Sprintf("Recursive resolver unreachable: the zone of %s could not be looked up (%v); check the recursive resolver setting.", base, err)
+		}
 		return res
 	}
 	res.State, res.Detail = judge(res)
@@ -116,7 +133,8 @@ func (c *Client) apexNS(ctx context.Context, apex string) ([]nsHost, error) {
 }
 
 // nsHosts returns the nameservers in r's answer owned by name, with any
-// glue from the additional section.
+// glue from the additional section. Past maxNSNames, one more entry with
+// no name stands for the rest (not asked).
 func nsHosts(r *dns.Msg, name string) []nsHost {
 	var out []nsHost
 	for _, rr := range owned(r.Answer, name) {
@@ -127,6 +145,9 @@ func nsHosts(r *dns.Msg, name string) []nsHost {
 		h := nsHost{name: fqdn(ns.Ns)}
 		if slices.ContainsFunc(out, func(o nsHost) bool { return o.name == h.name }) {
 			continue
+		}
+		if len(out) == maxNSNames {
+			return append(out, nsHost{})
 		}
 		h.glue = addrsOf(owned(r.Extra, ns.Ns))
 		out = append(out, h)
@@ -198,38 +219,61 @@ func (a answer) key() string {
 	return a.cname + "\n" + strings.Join(keys, "\n")
 }
 
-// askNameservers asks every address of every nameserver, all at once,
-// for CNAME and TXT at name. A nameserver without any address gets one
-// entry with the reason.
-func (c *Client) askNameservers(ctx context.Context, name string, nss []nsHost) []ServerAnswer {
+// askNameservers asks every address of every nameserver of zone, all at
+// once, for CNAME and TXT at name, within the bounds of CheckDelegation.
+// A nameserver without any address gets one entry with the reason.
+func (c *Client) askNameservers(ctx context.Context, zone, name string, nss []nsHost) []ServerAnswer {
 	per := make([][]ServerAnswer, len(nss))
+	tss := make([][]nsTarget, len(nss))
 	var wg sync.WaitGroup
 	for i, ns := range nss {
+		if ns.name == "" {
+			per[i] = []ServerAnswer{{Server: "(more nameservers)", Err: fmt.Sprintf("not asked: more than %d nameservers", maxNSNames)}}
+			continue
+		}
 		wg.Go(func() {
-			ts, err := c.targetList(ctx, ns.name, ns.glue, true)
+			ts, err := c.targets(ctx, ns.name, ns.glue, true)
 			if err != nil {
 				per[i] = []ServerAnswer{{Server: ns.name, Err: err.Error()}}
-				return
 			}
-			per[i] = make([]ServerAnswer, len(ts))
-			var inner sync.WaitGroup
-			for j, t := range ts {
-				if t.refused != "" {
-					per[i][j] = ServerAnswer{Server: ns.name, Addr: t.hp, Err: t.refused}
-					continue
-				}
-				inner.Go(func() { per[i][j] = c.askAuthoritative(ctx, ns.name, t.hp, name) })
-			}
-			inner.Wait()
+			tss[i] = ts
 		})
+	}
+	wg.Wait()
+	// The total bound, in the order the zone lists its nameservers.
+	budget := maxTargets
+	for _, ts := range tss {
+		for j := range ts {
+			switch {
+			case ts[j].refused != "":
+			case budget == 0:
+				ts[j].refused = fmt.Sprintf("not asked: more than %d nameserver addresses in all", maxTargets)
+			default:
+				budget--
+			}
+		}
+	}
+	for i, ts := range tss {
+		if ts == nil {
+			continue
+		}
+		per[i] = make([]ServerAnswer, len(ts))
+		for j, t := range ts {
+			if t.refused != "" {
+				per[i][j] = ServerAnswer{Server: nss[i].name, Addr: t.hp, Err: t.refused}
+				continue
+			}
+			wg.Go(func() { per[i][j] = c.askAuthoritative(ctx, zone, nss[i].name, t.hp, name) })
+		}
 	}
 	wg.Wait()
 	return slices.Concat(per...)
 }
 
-// askAuthoritative asks one authoritative address for CNAME and TXT at
-// name, at once, without recursion. Both must be answered, with AA set.
-func (c *Client) askAuthoritative(ctx context.Context, server, addr, name string) ServerAnswer {
+// askAuthoritative asks one authoritative address of zone for CNAME and
+// TXT at name, at once, without recursion. Both must be answered, with AA
+// set, unless the reply is a referral: the name is delegated away by NS.
+func (c *Client) askAuthoritative(ctx context.Context, zone, server, addr, name string) ServerAnswer {
 	sa := ServerAnswer{Server: server, Addr: addr}
 	var (
 		replies [2]*dns.Msg
@@ -249,6 +293,16 @@ func (c *Client) askAuthoritative(ctx context.Context, server, addr, name string
 			break
 		}
 	}
+	for _, r := range replies {
+		if to := referral(r, zone, name); to != nil {
+			sa.Delegated, sa.same = to, "delegated\n"+strings.Join(to, "\n")
+			return sa
+		}
+	}
+	if isSkip(errs[0]) || isSkip(errs[1]) {
+		sa.Skipped = cmp.Or(errs[0], errs[1]).Error()
+		return sa
+	}
 	if err := errors.Join(errs[0], errs[1]); err != nil {
 		if errs[0] != nil && errs[1] != nil && errs[0].Error() == errs[1].Error() {
 			err = errs[0]
@@ -261,24 +315,82 @@ func (c *Client) askAuthoritative(ctx context.Context, server, addr, name string
 	return sa
 }
 
-// judge decides the state from the nameservers' answers. Precedence, the
-// first that applies:
+// referral returns the nameservers a reply without AA delegates name to:
+// NS records in its authority section owned by name or by a name between
+// it and zone (below zone: the zone's own NS is no delegation). nil when
+// r is no such referral.
+func referral(r *dns.Msg, zone, name string) []string {
+	if r == nil || r.Authoritative || r.Rcode != dns.RcodeSuccess || len(r.Answer) > 0 {
+		return nil
+	}
+	var to []string
+	for _, rr := range r.Ns {
+		ns, ok := rr.(*dns.NS)
+		if !ok {
+			continue
+		}
+		owner := fqdn(ns.Hdr.Name)
+		if owner == zone || !dns.IsSubDomain(zone, owner) || !dns.IsSubDomain(owner, fqdn(name)) {
+			continue
+		}
+		if t := fqdn(ns.Ns); !slices.Contains(to, t) {
+			to = append(to, t)
+		}
+	}
+	slices.Sort(to)
+	return to
+}
+
+// judge decides the state from the nameservers' answers. A nameserver
+// answers when at least one of its addresses gave a usable answer: the
+// others may be skipped (this host cannot reach them, such as IPv6 on an
+// IPv4-only host) or fail, and a CA reaching the nameserver gets the
+// answer of one that works. Precedence, the first that applies:
 //
-//  1. unreachable: some address gave no usable answer, as nothing can be
-//     said about what the world sees from it;
-//  2. inconsistent: servers disagree (CNAME target or other records), so
-//     the answer a CA gets depends on the server it asks;
+//  1. unreachable: some nameserver answered on none of its addresses, as
+//     nothing can be said about what the world sees from it;
+//  2. inconsistent: the answers disagree (CNAME target, other records or
+//     a delegation by NS), so what a CA gets depends on the server it asks;
 //  3. conflict: other records at the name, with or without the CNAME,
 //     which a CNAME forbids and which some servers then answer instead;
+//     or the name delegated away by NS;
 //  4. missing: no CNAME;
 //  5. wrong_target: a CNAME elsewhere;
 //  6. ok.
 func judge(res DelegationResult) (State, string) {
 	want := fmt.Sprintf("%q", res.Name+" CNAME "+res.Expected)
-	var down []string
+	var (
+		down     []string
+		answered []ServerAnswer
+	)
+	// The nameservers in order, each with its addresses' answers.
+	var order []string
+	byNS := map[string][]ServerAnswer{}
 	for _, ns := range res.Nameservers {
-		if ns.Err != "" {
-			down = append(down, serverLabel(ns)+": "+ns.Err)
+		if _, ok := byNS[ns.Server]; !ok {
+			order = append(order, ns.Server)
+		}
+		byNS[ns.Server] = append(byNS[ns.Server], ns)
+	}
+	for _, name := range order {
+		var ok, failed []ServerAnswer
+		for _, a := range byNS[name] {
+			switch {
+			case a.Err == "" && a.Skipped == "":
+				ok = append(ok, a)
+			case a.Err != "":
+				failed = append(failed, a)
+			}
+		}
+		answered = append(answered, ok...)
+		switch {
+		case len(ok) > 0:
+		case len(failed) == 0:
+			down = append(down, name+": every address skipped, as this host cannot reach them (an IPv6-only nameserver seen from an IPv4-only host?)")
+		default:
+			for _, a := range failed {
+				down = append(down, serverLabel(a)+": "+a.Err)
+			}
 		}
 	}
 	switch {
@@ -288,11 +400,11 @@ func judge(res DelegationResult) (State, string) {
 		return StateUnreachable, fmt.Sprintf("No usable answer from %s; make sure every nameserver of %s is up and serves the zone.",
 			strings.Join(down, ", "), res.Zone)
 	}
-	first := res.Nameservers[0]
-	for _, ns := range res.Nameservers[1:] {
+	first := answered[0]
+	for _, ns := range answered[1:] {
 		if ns.same != first.same {
 			var says []string
-			for _, ns := range res.Nameservers {
+			for _, ns := range answered {
 				says = append(says, serverLabel(ns)+" "+describe(ns))
 			}
 			return StateInconsistent, fmt.Sprintf("The nameservers of %s disagree (%s); update them all (a secondary may lag, or a provider was missed) to serve only %s.",
@@ -300,6 +412,9 @@ func judge(res DelegationResult) (State, string) {
 		}
 	}
 	switch {
+	case len(first.Delegated) > 0:
+		return StateConflict, fmt.Sprintf("%s is delegated by NS to %s; replace with the CNAME %s.",
+			res.Name, strings.Join(first.Delegated, ", "), want)
 	case len(first.Other) > 0 && first.CNAME != "":
 		return StateConflict, fmt.Sprintf("%s has other records beside its CNAME (%s); remove them and keep only %s.",
 			res.Name, strings.Join(first.Other, ", "), want)
@@ -328,6 +443,9 @@ func serverLabel(sa ServerAnswer) string {
 
 // describe says in a few words what a server answered.
 func describe(sa ServerAnswer) string {
+	if len(sa.Delegated) > 0 {
+		return "a delegation by NS to " + strings.Join(sa.Delegated, ", ")
+	}
 	s := "no CNAME"
 	if sa.CNAME != "" {
 		s = "CNAME " + sa.CNAME

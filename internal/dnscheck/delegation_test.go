@@ -286,9 +286,21 @@ func TestCheckDelegationUnreachable(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := c.CheckDelegation(t.Context(), "example.org", target)
-		if res.State != StateUnreachable || res.Zone != "" || !strings.Contains(res.Detail, "could not be found") ||
+		if res.State != StateUnreachable || res.Zone != "" || !res.ResolverDown || !strings.Contains(res.Detail, "Recursive resolver unreachable") ||
 			!strings.Contains(res.Recursive.Err, "connection refused") {
-			t.Fatalf("%q zone %q: %s; recursive %+v", res.State, res.Zone, res.Detail, res.Recursive)
+			t.Fatalf("%q zone %q down %v: %s; recursive %+v", res.State, res.Zone, res.ResolverDown, res.Detail, res.Recursive)
+		}
+	})
+	t.Run("recursive resolver answers SERVFAIL: the domain's state", func(t *testing.T) {
+		t.Parallel()
+		rec := startServer(t, &zoneServer{recursive: true, rcode: dns.RcodeServerFailure})
+		c, err := New(Config{Recursive: []string{rec.Addr}, Timeout: timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := c.CheckDelegation(t.Context(), "example.org", target)
+		if res.State != StateUnreachable || res.ResolverDown || !strings.Contains(res.Detail, "could not be found") {
+			t.Fatalf("%q down %v: %s", res.State, res.ResolverDown, res.Detail)
 		}
 	})
 	t.Run("ctx ends the check", func(t *testing.T) {

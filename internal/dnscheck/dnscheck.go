@@ -5,6 +5,7 @@
 package dnscheck
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -43,13 +44,48 @@ const defaultTimeout = 2 * time.Second
 // resolvConf is read by New when Config.Recursive is empty.
 const resolvConf = "/etc/resolv.conf"
 
+// Bounds on what one delegation check sends: a domain's owner chooses its
+// NS records, and so how many targets the hub would otherwise query.
+// Nameservers past maxNSNames, addresses past maxAddrsPerNS and targets
+// past maxTargets are not asked (the evidence says so).
+const (
+	maxNSNames    = 13 // as many as a root referral has
+	maxAddrsPerNS = 4
+	maxTargets    = 32
+)
+
+// Bounds on all delegation checks of one Client together, whatever
+// their number (on-demand checks of many principals, the background
+// checker): at most maxInFlight queries at once, and on average at most
+// queryRate queries a second with bursts of queryBurst. They are
+// constants, not settings: they only need to keep the hub from being a
+// packet cannon, far above what a few thousand domains checked every few
+// hours need. Propagation checks ask only the operator's own nameservers
+// and are not bound by them.
+const (
+	maxInFlight = 64
+	queryRate   = 200 // per second
+	queryBurst  = 50
+)
+
 // Client sends the queries. It is safe for concurrent use.
 type Client struct {
 	cfg       Config
 	recursive []string          // host:port, in the order asked
 	addrs     map[string]string // Config.Addrs with canonical keys
 	timeout   time.Duration
+
+	// dial opens the socket of one query; tests replace it to simulate
+	// a network the host cannot reach.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// lim bounds the delegation checks' queries; shared by every copy.
+	lim *limiter
+	// limited: this copy's queries take lim (CheckDelegation's copy).
+	limited bool
 }
+
+// Timeout is the bound of one query (Config.Timeout or the default).
+func (c *Client) Timeout() time.Duration { return c.timeout }
 
 // New checks cfg and returns a client. With Config.Recursive empty it
 // reads /etc/resolv.conf once, here.
@@ -57,7 +93,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("dnscheck: timeout %v is negative", cfg.Timeout)
 	}
-	c := &Client{cfg: cfg, timeout: cfg.Timeout, addrs: make(map[string]string, len(cfg.Addrs))}
+	c := &Client{cfg: cfg, timeout: cfg.Timeout, addrs: make(map[string]string, len(cfg.Addrs)),
+		dial: (&net.Dialer{}).DialContext, lim: newLimiter(maxInFlight, queryRate, queryBurst)}
 	if c.timeout == 0 {
 		c.timeout = defaultTimeout
 	}
@@ -139,7 +176,14 @@ type ServerAnswer struct {
 	Rcode  string   // "NOERROR", "NXDOMAIN", ...; "" when no answer
 	CNAME  string   // the CNAME target at the name (fqdn), "" if none
 	Other  []string // other records at the name itself, in presentation format
-	Err    string   // why there was no usable answer; "" when there was
+	// Delegated: the name (or a name between it and the zone) is
+	// delegated away by NS records to these nameservers (a referral).
+	Delegated []string
+	Err       string // why there was no usable answer; "" when there was
+	// Skipped: not asked because this host cannot reach the address at
+	// all (no route, the address family is not supported: an IPv6
+	// address on an IPv4-only host). Not an error of the nameserver.
+	Skipped string
 
 	same string // CNAME and Other without TTLs, to compare servers
 }
@@ -156,7 +200,13 @@ type DelegationResult struct {
 	Zone        string
 	Recursive   ServerAnswer
 	Nameservers []ServerAnswer // one per authoritative server address asked
-	CheckedAt   time.Time
+	// CheckedAt is when the check started: of two checks, the one started
+	// later saw the later world, whichever finished last.
+	CheckedAt time.Time
+	// ResolverDown: the recursive resolver gave no reply at all, so the
+	// zone could not be found. The result (State unreachable) then says
+	// something about the hub, not about the domain.
+	ResolverDown bool
 }
 
 // Nameserver is one nameserver of the hub zone.
@@ -175,12 +225,18 @@ type ServerStatus struct {
 	// Serves: it answers the value at the name.
 	Serves bool
 	Err    string
+	// Skipped: not asked, as this host cannot reach the address (see
+	// ServerAnswer.Skipped); it does not count against Everywhere unless
+	// every address of its nameserver is skipped (then Err says so).
+	Skipped string
 }
 
 // PropagationResult is the state of one value on every hub nameserver.
 type PropagationResult struct {
 	Name, Value string
-	Everywhere  bool // every address serves the value
-	Servers     []ServerStatus
-	CheckedAt   time.Time
+	// Everywhere: every address asked serves the value, and every
+	// nameserver had an address asked.
+	Everywhere bool
+	Servers    []ServerStatus
+	CheckedAt  time.Time
 }

@@ -10,13 +10,24 @@ import (
 func TestPrivateReason(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ addr, kind string }{
-		{"127.0.0.1", "loopback"}, {"::1", "loopback"}, {"10.1.2.3", "private"}, {"192.168.0.1", "private"},
-		{"172.16.0.1", "private"}, {"fd00::1", "private"}, {"169.254.1.1", "link-local"}, {"fe80::1", "link-local"},
-		{"0.0.0.0", "unspecified"}, {"::", "unspecified"}, {"224.0.0.251", "link-local"}, {"239.1.2.3", "multicast"},
-		{"192.0.2.1", ""}, {"2001:db8::1", ""}, {"8.8.8.8", ""},
+		{"0.0.0.0", `"this network"`}, {"0.1.2.3", `"this network"`}, {"10.1.2.3", "private"},
+		{"100.64.0.1", "shared"}, {"100.127.255.254", "shared"}, {"127.0.0.1", "loopback"}, {"127.1.2.3", "loopback"},
+		{"169.254.169.254", "link-local"}, {"172.16.0.1", "private"}, {"172.31.255.255", "private"},
+		{"192.0.0.8", "IETF protocol assignment"}, {"192.0.2.1", "documentation"}, {"192.168.0.1", "private"},
+		{"198.18.0.1", "benchmarking"}, {"198.19.255.255", "benchmarking"}, {"198.51.100.7", "documentation"},
+		{"203.0.113.9", "documentation"}, {"224.0.0.251", "multicast"}, {"239.1.2.3", "multicast"},
+		{"240.0.0.1", "reserved"}, {"255.255.255.255", "reserved"},
+		{"::", "unspecified"}, {"::1", "loopback"}, {"::ffff:127.0.0.1", "loopback"}, {"::ffff:10.0.0.1", "private"},
+		{"64:ff9b::a00:1", "NAT64"}, {"64:ff9b:1::1", "NAT64"}, {"100::1", "discard-only"},
+		{"2001:db8::1", "documentation"}, {"2002:a00:1::1", "6to4"}, {"fd00::1", "private"}, {"fc00::1", "private"},
+		{"fe80::1", "link-local"}, {"fec0::1", "site-local"}, {"ff02::1", "multicast"},
+		// Public: just outside the ranges.
+		{"8.8.8.8", ""}, {"1.1.1.1", ""}, {"100.63.255.255", ""}, {"100.128.0.0", ""}, {"172.32.0.1", ""},
+		{"192.0.1.1", ""}, {"198.20.0.1", ""}, {"223.255.255.255", ""}, {"::ffff:8.8.8.8", ""},
+		{"2001:4860:4860::8888", ""}, {"64:ff9b:2::1", ""}, {"100:0:0:1::1", ""},
 	} {
 		got := privateReason(netip.MustParseAddr(tc.addr))
-		if tc.kind == "" && got != "" || tc.kind != "" && !strings.Contains(got, " a "+tc.kind+" address") {
+		if tc.kind == "" && got != "" || tc.kind != "" && !strings.Contains(got, " a "+tc.kind) {
 			t.Errorf("%s: %q, want kind %q", tc.addr, got, tc.kind)
 		}
 	}

@@ -22,8 +22,11 @@ const defaultInterval = 250 * time.Millisecond
 // name is the TXT owner in the hub zone. A nameserver mapped by name in
 // Config.Addrs is asked at that one host:port; one without addresses is
 // resolved through the recursive resolver. All addresses are asked at
-// once. Everywhere is set only when there is at least one address and
-// every address serves the value.
+// once. An address this host cannot reach at all (an IPv6 address on an
+// IPv4-only host) is skipped and does not count; a nameserver with every
+// address skipped does (its entries' Err says so). Everywhere is set only
+// when every nameserver had an address asked and every address asked
+// serves the value.
 func (c *Client) CheckPropagation(ctx context.Context, zone string, servers []Nameserver, name, value string, minSerial uint32) PropagationResult {
 	zone, name = fqdn(zone), fqdn(name)
 	per := make([][]ServerStatus, len(servers))
@@ -31,22 +34,29 @@ func (c *Client) CheckPropagation(ctx context.Context, zone string, servers []Na
 	for i, ns := range servers {
 		wg.Go(func() {
 			nsName := fqdn(ns.Name)
-			hps, err := c.targets(ctx, nsName, ns.Addrs)
+			ts, err := c.targets(ctx, nsName, ns.Addrs, false)
 			if err != nil {
 				per[i] = []ServerStatus{{Server: nsName, Err: err.Error()}}
 				return
 			}
-			per[i] = make([]ServerStatus, len(hps))
+			per[i] = make([]ServerStatus, len(ts))
 			var inner sync.WaitGroup
-			for j, hp := range hps {
-				inner.Go(func() { per[i][j] = c.checkServer(ctx, nsName, hp, zone, name, value, minSerial) })
+			for j, t := range ts {
+				inner.Go(func() { per[i][j] = c.checkServer(ctx, nsName, t.hp, zone, name, value, minSerial) })
 			}
 			inner.Wait()
+			if !slices.ContainsFunc(per[i], func(s ServerStatus) bool { return s.Skipped == "" }) {
+				for j := range per[i] {
+					per[i][j].Err = "every address of " + nsName + " skipped: this host cannot reach it"
+				}
+			}
 		})
 	}
 	wg.Wait()
 	res := PropagationResult{Name: name, Value: value, Servers: slices.Concat(per...), CheckedAt: time.Now()}
-	res.Everywhere = len(res.Servers) > 0 && !slices.ContainsFunc(res.Servers, func(s ServerStatus) bool { return !s.Serves })
+	res.Everywhere = len(res.Servers) > 0 && !slices.ContainsFunc(res.Servers, func(s ServerStatus) bool {
+		return !s.Serves && (s.Skipped == "" || s.Err != "")
+	})
 	return res
 }
 
@@ -58,6 +68,10 @@ func (c *Client) CheckPropagation(ctx context.Context, zone string, servers []Na
 func (c *Client) checkServer(ctx context.Context, server, addr, zone, name, value string, minSerial uint32) ServerStatus {
 	st := ServerStatus{Server: server, Addr: addr}
 	r, err := c.askAuth(ctx, addr, zone, dns.TypeSOA)
+	if isSkip(err) {
+		st.Skipped = err.Error()
+		return st
+	}
 	if err != nil {
 		st.Err = "SOA " + zone + ": " + err.Error()
 		return st

@@ -47,23 +47,72 @@ func (c *Client) exchange(ctx context.Context, addr string, q *dns.Msg) (*dns.Ms
 }
 
 func (c *Client) exchangeNet(ctx context.Context, network, addr string, q *dns.Msg) (*dns.Msg, error) {
+	if c.limited {
+		release, err := c.lim.acquire(ctx)
+		if err != nil {
+			return nil, c.queryError(ctx, err)
+		}
+		defer release()
+	}
 	qctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	dc := &dns.Client{Net: network, Timeout: c.timeout}
-	conn, err := dc.DialContext(qctx, addr)
+	raw, err := c.dial(qctx, network, addr)
 	if err != nil {
+		if unreachableNet(err) {
+			return nil, &skipError{err}
+		}
 		return nil, c.queryError(ctx, err)
 	}
+	conn := &dns.Conn{Conn: raw}
 	defer func() { _ = conn.Close() }()
 	// miekg/dns only applies ctx's deadline to the socket; a cancelled ctx
 	// must end the read too, so a caller that gives up is not kept waiting.
 	stop := context.AfterFunc(qctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
+	dc := &dns.Client{Net: network, Timeout: c.timeout}
 	r, _, err := dc.ExchangeWithConnContext(qctx, q, conn)
 	if err != nil {
 		return nil, c.queryError(ctx, err)
 	}
 	return r, nil
+}
+
+// skipError is a query not sent because this host cannot reach the
+// address at all: the socket could not even be opened.
+type skipError struct{ err error }
+
+func (e *skipError) Error() string {
+	return "skipped: this host cannot reach the address (" + unreachableReason(e.err) + ")"
+}
+
+func (e *skipError) Unwrap() error { return e.err }
+
+// unreachableNet reports whether a dial failed because the host has no
+// way to the address (no route, the address family unsupported or not
+// configured): on an IPv4-only host every IPv6 address fails so. Only
+// dial errors count: a host unreachable reported later, for a packet
+// sent, is the nameserver's problem.
+func unreachableNet(err error) bool {
+	return errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL)
+}
+
+func unreachableReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "network unreachable"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "no route to host"
+	case errors.Is(err, syscall.EAFNOSUPPORT):
+		return "address family not supported"
+	}
+	return "no local address of its family"
+}
+
+// isSkip reports whether err is a skipError.
+func isSkip(err error) bool {
+	var se *skipError
+	return errors.As(err, &se)
 }
 
 // queryError turns a failed exchange into a short reason for the
@@ -108,13 +157,15 @@ func answered(r *dns.Msg) error {
 
 // askRecursive asks the recursive resolvers in order until one answers
 // (NOERROR or NXDOMAIN), and returns its reply and address, or the last
-// failure.
+// failure: a noReplyError when none replied at all.
 func (c *Client) askRecursive(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, error) {
 	var err error
+	replied := false
 	for _, addr := range c.recursive {
 		var r *dns.Msg
 		r, err = c.exchange(ctx, addr, newQuery(name, qtype, true))
 		if err == nil {
+			replied = true
 			err = answered(r)
 		}
 		if err == nil {
@@ -125,8 +176,18 @@ func (c *Client) askRecursive(ctx context.Context, name string, qtype uint16) (*
 			break
 		}
 	}
+	if !replied {
+		err = &noReplyError{err}
+	}
 	return nil, "", err
 }
+
+// noReplyError: no recursive resolver replied at all (a failure of the
+// hub's side, not an answer about the name asked).
+type noReplyError struct{ err error }
+
+func (e *noReplyError) Error() string { return e.err.Error() }
+func (e *noReplyError) Unwrap() error { return e.err }
 
 // resolve finds the addresses of a nameserver name through the recursive
 // resolver, asking A and AAAA at once.
@@ -180,32 +241,22 @@ func addrsOf(rrs []dns.RR) []netip.Addr {
 	return out
 }
 
-// targets returns the host:port list to ask for nameserver name: its
-// Config.Addrs entry if the name has one; otherwise each of addrs (or,
-// without any, of the addresses the recursive resolver gives for name),
-// mapped through Config.Addrs or on port 53.
-func (c *Client) targets(ctx context.Context, name string, addrs []netip.Addr) ([]string, error) {
-	ts, err := c.targetList(ctx, name, addrs, false)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.hp
-	}
-	return out, nil
-}
-
 // nsTarget is one address to ask, or why it must not be asked.
 type nsTarget struct {
 	hp      string // host:port
 	refused string // non-empty: not asked, for this reason
 }
 
-// targetList is targets with the private-address guard: with guard set
-// and Config.AllowPrivate off, an address that Config.Addrs does not map
-// and that is not public (see privateReason) comes back refused.
-func (c *Client) targetList(ctx context.Context, name string, addrs []netip.Addr, guard bool) ([]nsTarget, error) {
+// targets returns the host:port list to ask for nameserver name: its
+// Config.Addrs entry if the name has one; otherwise each of addrs (or,
+// without any, of the addresses the recursive resolver gives for name),
+// mapped through Config.Addrs or on port 53. With guard, past
+// maxAddrsPerNS one entry without an address stands for the rest.
+//
+// With guard set (a domain owner's nameservers) and Config.AllowPrivate
+// off, an address that Config.Addrs does not map and that is not public
+// (see privateReason) comes back refused.
+func (c *Client) targets(ctx context.Context, name string, addrs []netip.Addr, guard bool) ([]nsTarget, error) {
 	if hp, ok := c.addrs[fqdn(name)]; ok {
 		return []nsTarget{{hp: hp}}, nil
 	}
@@ -229,33 +280,66 @@ func (c *Client) targetList(ctx context.Context, name string, addrs []netip.Addr
 			}
 		}
 		t.hp = hp
-		if !seen[hp] {
-			seen[hp] = true
-			out = append(out, t)
+		if seen[hp] {
+			continue
 		}
+		seen[hp] = true
+		if guard && len(out) == maxAddrsPerNS {
+			// One entry stands for the rest.
+			return append(out, nsTarget{refused: fmt.Sprintf("not asked: more than %d addresses", maxAddrsPerNS)}), nil
+		}
+		out = append(out, t)
 	}
 	return out, nil
+}
+
+// specialRanges are the address ranges a domain's nameserver must not
+// be at (RFC 6890 and the IANA special-purpose registries): private,
+// shared, loopback, link-local, documentation, benchmarking, multicast,
+// reserved, and IPv6 ranges that translate to IPv4 (NAT64, 6to4) and so
+// could reach the same places. An IPv4-mapped IPv6 address is judged by
+// its IPv4 address.
+var specialRanges = []struct {
+	prefix netip.Prefix
+	kind   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "\"this network\""},
+	{netip.MustParsePrefix("10.0.0.0/8"), "private"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "shared (carrier-grade NAT)"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("172.16.0.0/12"), "private"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignment"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "documentation"},
+	{netip.MustParsePrefix("192.168.0.0/16"), "private"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "documentation"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "documentation"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"}, // holds 255.255.255.255, the broadcast address
+	{netip.MustParsePrefix("::/128"), "unspecified"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64"},
+	{netip.MustParsePrefix("100::/64"), "discard-only"},
+	{netip.MustParsePrefix("2001:db8::/32"), "documentation"},
+	{netip.MustParsePrefix("2002::/16"), "6to4"},
+	{netip.MustParsePrefix("fc00::/7"), "private"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
 // privateReason says why a nameserver address is not asked by delegation
 // checks, or "" for a public address.
 func privateReason(a netip.Addr) string {
-	kind := ""
-	switch {
-	case a.IsLoopback():
-		kind = "loopback"
-	case a.IsPrivate():
-		kind = "private"
-	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
-		kind = "link-local"
-	case a.IsUnspecified():
-		kind = "unspecified"
-	case a.IsMulticast():
-		kind = "multicast"
-	default:
-		return ""
+	a = a.Unmap() // ::ffff:0:0/96: judged by the IPv4 address inside
+	for _, r := range specialRanges {
+		if r.prefix.Contains(a) {
+			return "not asked: " + a.String() + " is a " + r.kind + " address (the check-private-addresses setting allows it)"
+		}
 	}
-	return "not asked: " + a.String() + " is a " + kind + " address (the check-private-addresses setting allows it)"
+	return ""
 }
 
 // owned returns the records in rrs owned by name (case-insensitive).

@@ -134,6 +134,13 @@ func (z *zoneServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		m.Truncated = true
 	default:
 		z.answer(m, r.Question[0])
+		if udp { // as a real server: TC when the reply is larger than asked
+			size := dns.MinMsgSize
+			if o := r.IsEdns0(); o != nil {
+				size = int(o.UDPSize())
+			}
+			m.Truncate(size)
+		}
 	}
 	_ = w.WriteMsg(m)
 }
@@ -149,6 +156,11 @@ func (z *zoneServer) answer(m *dns.Msg, q dns.Question) {
 		return
 	}
 	m.Authoritative = !z.recursive
+	if cut := z.cut(name, zone); cut != nil {
+		// A zone cut at or above the name: a referral, not authoritative.
+		m.Authoritative, m.Ns = false, cut
+		return
+	}
 	for range 8 {
 		if exact := z.find(name, q.Qtype); len(exact) > 0 {
 			m.Answer = append(m.Answer, exact...)
@@ -213,4 +225,15 @@ func (z *zoneServer) exists(name string) bool {
 		}
 	}
 	return false
+}
+
+// cut returns the NS records of a delegation below zone at or above name
+// (a child zone not served here), or nil.
+func (z *zoneServer) cut(name, zone string) []dns.RR {
+	for n := name; n != zone && dns.IsSubDomain(zone, n); n = parent(n) {
+		if ns := z.find(n, dns.TypeNS); len(ns) > 0 {
+			return ns
+		}
+	}
+	return nil
 }

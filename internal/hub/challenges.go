@@ -51,6 +51,9 @@ type Challenge struct {
 	// write: a nameserver at or past it (mod 2^32) serves the value. 0
 	// when unknown.
 	Serial int64
+	// Principal is who asked (the Present or Status that returned it):
+	// WaitPropagation counts a wait against that principal's cap.
+	Principal int64
 }
 
 // ChallengeDNS01 is the only challenge type.
@@ -111,7 +114,7 @@ func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Cha
 		return Challenge{Domain: base}, cfg, storeError("add value", err)
 	}
 	_ = s.db.TouchDelegation(ctx, d.ID, s.now()) // best effort
-	ch.Serial = serial
+	ch.Serial, ch.Principal = serial, g.Principal.ID
 	ch.ID = challengeID(d.Name, value, serial)
 	return ch, cfg, nil
 }
@@ -206,7 +209,7 @@ func (s *Service) Status(ctx context.Context, g Grant, id string) (Challenge, er
 	for _, r := range recs {
 		if r.Value == value {
 			ch := s.challenge(d, cfg, value, r.TTL, r.ExpiresAt, true)
-			ch.CreatedAt, ch.Serial = r.CreatedAt, serial
+			ch.CreatedAt, ch.Serial, ch.Principal = r.CreatedAt, serial, g.Principal.ID
 			ch.ID = challengeID(d.Name, value, serial)
 			return ch, nil
 		}
@@ -287,6 +290,7 @@ func (s *Service) delegation(ctx context.Context, g Grant, base string, cfg stor
 	if err != nil {
 		return d, storeError("create delegation", err)
 	}
+	s.reportCheckStates(ctx) // one more "unchecked" delegation
 	return d, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acmehub/acmehub/internal/dnscheck"
 	"github.com/acmehub/acmehub/store"
@@ -67,11 +68,71 @@ type ServerEvidence struct {
 	Rcode  string   `json:"rcode,omitempty"` // "" when no answer
 	CNAME  string   `json:"cname,omitempty"`
 	Other  []string `json:"other,omitempty"` // other records at the name
-	Error  string   `json:"error,omitempty"` // why there was no usable answer
+	// Delegated: the name is delegated away by NS to these nameservers.
+	Delegated []string `json:"delegated,omitempty"`
+	Error     string   `json:"error,omitempty"` // why there was no usable answer
+	// Skipped: not asked, as the hub cannot reach the address at all
+	// (IPv6 from an IPv4-only host); not an error of the nameserver.
+	Skipped string `json:"skipped,omitempty"`
 }
 
+// Bounds on what a check stores: a domain's zone feeds the evidence and
+// the detail (its records are quoted), so their size is the hub's choice.
+const (
+	maxEvidenceBytes = 16 << 10
+	maxDetailBytes   = 512
+	maxOtherRecords  = 8   // per server; the rest counted
+	maxEvidenceText  = 256 // bytes of one record or error
+)
+
 func serverEvidence(a dnscheck.ServerAnswer) ServerEvidence {
-	return ServerEvidence{Server: a.Server, Addr: a.Addr, Rcode: a.Rcode, CNAME: a.CNAME, Other: a.Other, Error: a.Err}
+	e := ServerEvidence{Server: a.Server, Addr: a.Addr, Rcode: a.Rcode, CNAME: a.CNAME,
+		Delegated: capList(a.Delegated), Error: truncate(a.Err, maxEvidenceText), Skipped: a.Skipped}
+	e.Other = capList(a.Other)
+	return e
+}
+
+// capList keeps the first maxOtherRecords entries of l, each at most
+// maxEvidenceText bytes, and says how many more there were.
+func capList(l []string) []string {
+	var out []string
+	for i, x := range l {
+		if i == maxOtherRecords {
+			return append(out, fmt.Sprintf("(%d more)", len(l)-i))
+		}
+		out = append(out, truncate(x, maxEvidenceText))
+	}
+	return out
+}
+
+// truncate cuts s to at most n bytes, on a character boundary, marking
+// the cut with "...".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// evidenceJSON is ev as stored: at most maxEvidenceBytes, dropping the
+// last nameservers' entries (and saying so) when needed.
+func evidenceJSON(ev CheckEvidence) ([]byte, error) {
+	all := ev.Nameservers
+	for keep := len(all); ; keep /= 2 {
+		ev.Nameservers = all[:keep:keep]
+		if keep < len(all) {
+			ev.Nameservers = append(ev.Nameservers, ServerEvidence{
+				Server: fmt.Sprintf("(%d more answers not kept)", len(all)-keep)})
+		}
+		b, err := json.Marshal(ev)
+		if err != nil || len(b) <= maxEvidenceBytes || keep == 0 {
+			return b, err
+		}
+	}
 }
 
 // checkOf reads a stored check; evidence that does not parse is dropped.
@@ -127,13 +188,22 @@ func (s *Service) check(ctx context.Context, sd store.Delegation, g Grant) (stor
 	for _, a := range res.Nameservers {
 		ev.Nameservers = append(ev.Nameservers, serverEvidence(a))
 	}
-	evJSON, err := json.Marshal(ev)
+	evJSON, err := evidenceJSON(ev)
 	if err != nil {
 		return sd, fmt.Errorf("check %s: evidence: %w", sd.Domain, err)
 	}
-	prev, now, err := s.db.RecordDelegationCheck(ctx, sd.ID, store.DelegationCheck{
-		State: string(res.State), Detail: res.Detail, Evidence: string(evJSON), CheckedAt: res.CheckedAt,
-	})
+	c := store.DelegationCheck{State: string(res.State), Detail: truncate(res.Detail, maxDetailBytes),
+		Evidence: string(evJSON), CheckedAt: res.CheckedAt}
+	if res.ResolverDown {
+		// The hub's resolver did not answer: the result is about us, not
+		// the domain. It is returned, not stored or audited; the stored
+		// state stays.
+		s.log.WarnContext(ctx, "delegation check: the recursive resolver did not answer; result not stored", "domain", sd.Domain)
+		c.Since = c.CheckedAt
+		sd.Check = c
+		return sd, nil
+	}
+	prev, now, err := s.db.RecordDelegationCheck(ctx, sd.ID, c)
 	if err != nil {
 		return sd, adminStoreError("record check", "a delegation of "+sd.Domain, err)
 	}

@@ -433,20 +433,47 @@ _dmarc   IN TXT "v=DMARC1; p=none"
 s1._domainkey IN TXT "v=DKIM1"
 _acme-challenge.www IN CNAME k7.acme.example.net.
 `
-	got, err := ZoneFileDomains(strings.NewReader(zf), "")
+	got, err := ZoneFileDomains(t.Context(), strings.NewReader(zf), "")
 	want := []string{"example.org", "ns1.example.org", "www.example.org", "shop.example.org", "a.b.example.org", "xn--bcher-kva.example.org"}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("%v %v, want %v", got, err, want)
 	}
 	// Relative names need an origin.
-	got, err = ZoneFileDomains(strings.NewReader("www 60 IN A 192.0.2.1\n"), "example.net")
+	got, err = ZoneFileDomains(t.Context(), strings.NewReader("www 60 IN A 192.0.2.1\n"), "example.net")
 	if err != nil || !reflect.DeepEqual(got, []string{"www.example.net"}) {
 		t.Fatalf("origin: %v %v", got, err)
 	}
-	for _, bad := range []string{"www 60 IN A 192.0.2.1\n", "example.org. 60 IN A not-an-address\n", "$INCLUDE /etc/passwd\n"} {
-		if _, err := ZoneFileDomains(strings.NewReader(bad), ""); !errors.Is(err, ErrInvalid) {
+	for _, bad := range []string{"www 60 IN A 192.0.2.1\n", "example.org. 60 IN A not-an-address\n", "$INCLUDE /etc/passwd\n",
+		"$GENERATE 0-65535 @ 60 IN TXT \"x\"\n", "$ORIGIN example.org.\n $Generate 1-3 h$ A 192.0.2.1\n"} {
+		if _, err := ZoneFileDomains(t.Context(), strings.NewReader(bad), ""); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// The work of a zone file is bounded by its records, not its new names:
+// one name repeated is refused past MaxZoneFileRecords; so is a file
+// larger than MaxZoneFileBytes; ctx ends the parse.
+func TestZoneFileDomainsBounds(t *testing.T) {
+	t.Parallel()
+	repeat := func(n int) string {
+		return "$ORIGIN example.org.\n" + strings.Repeat("@ 60 IN TXT \"x\"\n", n)
+	}
+	if got, err := ZoneFileDomains(t.Context(), strings.NewReader(repeat(MaxZoneFileRecords)), ""); err != nil || len(got) != 1 {
+		t.Fatalf("at the bound: %v %v", got, err)
+	}
+	if _, err := ZoneFileDomains(t.Context(), strings.NewReader(repeat(MaxZoneFileRecords+1)), ""); !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), "records") {
+		t.Fatalf("past the record bound: %v", err)
+	}
+	big := "; " + strings.Repeat("x", MaxZoneFileBytes) + "\nexample.org. 60 IN A 192.0.2.1\n"
+	if _, err := ZoneFileDomains(t.Context(), strings.NewReader(big), ""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "bytes") {
+		t.Fatalf("past the size bound: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := ZoneFileDomains(ctx, strings.NewReader(repeat(1000)), ""); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
 	}
 }
 

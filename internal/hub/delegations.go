@@ -209,6 +209,9 @@ func (s *Service) ListDelegations(ctx context.Context, g Grant, f DelegationFilt
 func (s *Service) DeleteDelegation(ctx context.Context, g Grant, domain string) error {
 	d, err := s.deleteDelegation(ctx, g, domain)
 	s.auditAdmin(ctx, g, store.AuditEvent{Action: "delegation.delete", Target: d.Name, Domain: d.Domain, ConfigID: d.ConfigID}, err)
+	if err == nil {
+		s.reportCheckStates(ctx)
+	}
 	return err
 }
 

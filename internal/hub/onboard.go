@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +71,9 @@ func (s *Service) Onboard(ctx context.Context, g Grant, domains []string) ([]Onb
 		}
 		out = append(out, r)
 	}
+	// New delegations are "unchecked" in the gauge; the background
+	// checker gets to them at its own pace (nothing is checked here).
+	s.reportCheckStates(ctx)
 	return out, nil
 }
 
@@ -88,25 +92,59 @@ func (s *Service) refusal(ctx context.Context, domain string, err error) string 
 	return "internal error; see the server log"
 }
 
+// Bounds on a zone file to onboard: its text, and the records read from
+// it (not only the new names: a file of one name repeated is no cheaper
+// to parse).
+const (
+	MaxZoneFileBytes   = 1 << 20
+	MaxZoneFileRecords = 10 * MaxOnboard
+)
+
 // ZoneFileDomains reads a zone file (RFC 1035 master file syntax, as
 // miekg/dns parses it) and returns the domains to onboard: every owner
 // name once, in order of first appearance, a wildcard "*.x" as x, as
 // lower-case A-labels. Names with a label starting with "_" (service
 // names such as _dmarc, _acme-challenge, DKIM selectors) are skipped.
 // origin is used for relative names when the file has no $ORIGIN ("" :
-// the file must use absolute names). $INCLUDE is refused. A syntax error
-// is ErrInvalid with the parser's line.
-func ZoneFileDomains(r io.Reader, origin string) ([]string, error) {
+// the file must use absolute names). $INCLUDE and $GENERATE are refused
+// ($GENERATE makes up to 65,536 records of one line); so are more than
+// MaxZoneFileBytes of text, MaxZoneFileRecords records or MaxOnboard
+// names. A syntax error is ErrInvalid with the parser's line. ctx ends
+// the parse.
+//
+// The caller checks that the grant may onboard before calling: parsing
+// costs CPU that a grant without the role must not get to spend.
+func ZoneFileDomains(ctx context.Context, r io.Reader, origin string) ([]string, error) {
 	if origin != "" {
 		origin = dns.Fqdn(origin)
 		if _, ok := dns.IsDomainName(origin); !ok {
 			return nil, fmt.Errorf("%w: origin %q is not a domain name", ErrInvalid, origin)
 		}
 	}
-	zp := dns.NewZoneParser(r, origin, "")
+	text, err := io.ReadAll(io.LimitReader(r, MaxZoneFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("zone file: %w", err)
+	}
+	if len(text) > MaxZoneFileBytes {
+		return nil, fmt.Errorf("%w: the zone file is larger than %d bytes", ErrInvalid, MaxZoneFileBytes)
+	}
+	if hasGenerate(text) {
+		return nil, fmt.Errorf("%w: zone file: $GENERATE is not supported; list the names", ErrInvalid)
+	}
+	zp := dns.NewZoneParser(bytes.NewReader(text), origin, "")
+	zp.SetIncludeAllowed(false)
 	var out []string
 	seen := map[string]bool{}
+	n := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if n++; n > MaxZoneFileRecords {
+			return nil, fmt.Errorf("%w: the zone file has more than %d records", ErrInvalid, MaxZoneFileRecords)
+		}
+		if n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		name := strings.TrimSuffix(rr.Header().Name, ".")
 		if hasServiceLabel(name) {
 			continue
@@ -127,6 +165,14 @@ func ZoneFileDomains(r io.Reader, origin string) ([]string, error) {
 		return nil, fmt.Errorf("%w: zone file: %w", ErrInvalid, err)
 	}
 	return out, nil
+}
+
+// hasGenerate reports whether text holds "$GENERATE" anywhere, in any
+// case. The parser has no switch to turn the directive off, and where it
+// is one depends on the lexer's state (line starts, parentheses), so the
+// text is refused outright, even for a TXT string that quotes it.
+func hasGenerate(text []byte) bool {
+	return bytes.Contains(bytes.ToUpper(text), []byte("$GENERATE"))
 }
 
 // hasServiceLabel reports whether a name has a label starting with "_".

@@ -42,13 +42,17 @@ func TestChallengeIDSerial(t *testing.T) {
 // TestLagging names every address that does not serve the value, and why.
 func TestLagging(t *testing.T) {
 	t.Parallel()
-	p := Propagation{Servers: []dnscheck.ServerStatus{
+	p := Propagation{PropagationResult: dnscheck.PropagationResult{Servers: []dnscheck.ServerStatus{
 		{Server: "ns1.acme.test.", Addr: "192.0.2.1:53", Serial: 9, Current: true, Serves: true},
 		{Server: "ns2.acme.test.", Addr: "192.0.2.2:53", Serial: 8},
 		{Server: "ns3.acme.test.", Addr: "192.0.2.3:53", Serial: 9, Current: true},
 		{Server: "ns4.example.net.", Err: "no address"},
-	}}
-	got := Lagging(p)
+		{Server: "ns1.acme.test.", Addr: "[2001:db8::1]:53", Skipped: "no route"},
+	}}}
+	var got []string
+	for _, l := range Lagging(p) {
+		got = append(got, l.String())
+	}
 	want := []string{
 		"ns2.acme.test. (192.0.2.2:53): serial 8, not current yet",
 		"ns3.acme.test. (192.0.2.3:53): serial 9, value not answered",

@@ -110,6 +110,9 @@ type Service struct {
 	acmeDNS *genCache[*acmeDNSEntry]
 	// acmeDNSTouched throttles last-used writes per account.
 	acmeDNSTouched *touchThrottle
+	// prop shares propagation checks between callers and counts waits
+	// per principal (propagation.go).
+	prop *propState
 }
 
 // configCache is the managed challenge configs at one generation, with
@@ -132,6 +135,7 @@ func New(db Store, kr *secret.Keyring, cfg Config) *Service {
 		db: db, kr: kr, cfg: cfg, log: cfg.Logger, now: time.Now, failures: ratelimit.New(cfg.Failures),
 		tokens: newGenCache[*tokenEntry](maxTokenEntries), delegations: newGenCache[delegationEntry](maxDelegationEntries),
 		acmeDNS: newGenCache[*acmeDNSEntry](maxACMEDNSEntries), acmeDNSTouched: newTouchThrottle(maxACMEDNSEntries),
+		prop: newPropState(),
 	}
 }
 
