@@ -2,106 +2,29 @@ package api_test
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/acmehub/acmehub/internal/acmetest"
 	"github.com/acmehub/acmehub/internal/dnscheck"
 	"github.com/acmehub/acmehub/internal/hub"
 )
 
-// authZone is an authoritative server on 127.0.0.1 (UDP) for example.org:
-// AA, the CNAME itself, NXDOMAIN/NODATA with the SOA, REFUSED when told.
-type authZone struct {
-	addr   string
-	mu     sync.Mutex
-	rrs    []dns.RR
-	refuse bool
-}
-
-func startAuthZone(t *testing.T) *authZone {
-	t.Helper()
-	a := &authZone{}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: a}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
-	return a
-}
-
-// set serves the zone's SOA, NS and glue plus lines.
-func (a *authZone) set(t *testing.T, refuse bool, lines ...string) {
-	t.Helper()
-	base := []string{
-		"example.org. 3600 IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 1209600 60",
-		"example.org. 3600 IN NS ns1.example.org.", "example.org. 3600 IN NS ns2.example.org.",
-		"ns1.example.org. 3600 IN A 192.0.2.1", "ns2.example.org. 3600 IN A 192.0.2.2",
-	}
-	var rrs []dns.RR
-	for _, l := range append(base, lines...) {
-		rrs = append(rrs, acmetest.RR(t, l))
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.rrs, a.refuse = rrs, refuse
-}
-
-func (a *authZone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(r)
-	q := r.Question[0]
-	if a.refuse || !dns.IsSubDomain("example.org.", q.Name) {
-		m.Rcode = dns.RcodeRefused
-		_ = w.WriteMsg(m)
-		return
-	}
-	m.Authoritative = true
-	exists := false
-	for _, rr := range a.rrs {
-		h := rr.Header()
-		exists = exists || dns.IsSubDomain(q.Name, h.Name)
-		if strings.EqualFold(h.Name, q.Name) && (h.Rrtype == q.Qtype || h.Rrtype == dns.TypeCNAME) {
-			m.Answer = append(m.Answer, dns.Copy(rr))
-		}
-	}
-	if len(m.Answer) == 0 {
-		if !exists {
-			m.Rcode = dns.RcodeNameError
-		}
-		m.Ns = []dns.RR{dns.Copy(a.rrs[0])}
-	}
-	_ = w.WriteMsg(m)
-}
-
 // checkFixture is the API over a hub whose checks ask two nameservers of
 // example.org on loopback, through a resolver forwarding to the first.
-func checkFixture(t *testing.T) (*fixture, [2]*authZone) {
+func checkFixture(t *testing.T) (*fixture, [2]*acmetest.AuthServer) {
 	t.Helper()
-	ns := [2]*authZone{startAuthZone(t), startAuthZone(t)}
+	ns := [2]*acmetest.AuthServer{acmetest.StartAuthServer(t, "example.org."), acmetest.StartAuthServer(t, "example.org.")}
 	rec := acmetest.NewResolver(t)
-	rec.Forward("example.org.", ns[0].addr)
+	rec.Forward("example.org.", ns[0].Addr)
 	for _, a := range ns {
-		a.set(t, false)
+		a.Set(t, acmetest.ExampleOrgApex()...)
 	}
 	c, err := dnscheck.New(dnscheck.Config{Recursive: []string{rec.Addr()}, Timeout: time.Second,
-		Addrs: map[string]string{"192.0.2.1": ns[0].addr, "192.0.2.2": ns[1].addr}})
+		Addrs: map[string]string{"192.0.2.1": ns[0].Addr, "192.0.2.2": ns[1].Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +57,9 @@ func TestDelegationCheckAPI(t *testing.T) {
 		{state: "inconsistent", ns1: []string{cname}, detail: "disagree"},
 		{state: "unreachable", ns1: []string{cname}, ns2: []string{cname}, refuse: true, detail: "REFUSED"},
 	} {
-		ns[0].set(t, false, st.ns1...)
-		ns[1].set(t, st.refuse, st.ns2...)
+		ns[0].Set(t, append(acmetest.ExampleOrgApex(), st.ns1...)...)
+		ns[1].Set(t, append(acmetest.ExampleOrgApex(), st.ns2...)...)
+		ns[1].Refuse(st.refuse)
 		r := f.must(t, http.StatusOK, "POST", "/api/v1/delegations/example.org/check", "", f.bearer)
 		var got struct {
 			Domain string
@@ -241,8 +165,8 @@ func TestOnboardAPI(t *testing.T) {
 	// The deep name checks ok once its owner adds the record.
 	deep := got.Results[1].Delegation.CNAME
 	rec := deep.Name + " 300 IN CNAME " + deep.Target
-	ns[0].set(t, false, rec)
-	ns[1].set(t, false, rec)
+	ns[0].Set(t, append(acmetest.ExampleOrgApex(), rec)...)
+	ns[1].Set(t, append(acmetest.ExampleOrgApex(), rec)...)
 	c := f.must(t, http.StatusOK, "POST", "/api/v1/delegations/"+url.PathEscape("*.a.b.example.org")+"/check", "", f.bearer)
 	if c.body["check"].(map[string]any)["state"] != "ok" {
 		t.Fatalf("deep: %s", c.raw)

@@ -2,89 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/miekg/dns"
 
 	"github.com/acmehub/acmehub/internal/acmetest"
 )
-
-// orgServer is an authoritative server on 127.0.0.1 (UDP) for
-// example.org: AA, the CNAME itself, NXDOMAIN/NODATA with the SOA,
-// REFUSED when told to.
-type orgServer struct {
-	addr   string
-	mu     sync.Mutex
-	rrs    []dns.RR
-	refuse bool
-}
-
-func startOrgServer(t *testing.T) *orgServer {
-	t.Helper()
-	a := &orgServer{}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: a}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
-	return a
-}
-
-func (a *orgServer) set(t *testing.T, refuse bool, lines ...string) {
-	t.Helper()
-	base := []string{
-		"example.org. 3600 IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 1209600 60",
-		"example.org. 3600 IN NS ns1.example.org.", "example.org. 3600 IN NS ns2.example.org.",
-		"ns1.example.org. 3600 IN A 192.0.2.1", "ns2.example.org. 3600 IN A 192.0.2.2",
-	}
-	var rrs []dns.RR
-	for _, l := range append(base, lines...) {
-		rrs = append(rrs, acmetest.RR(t, l))
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.rrs, a.refuse = rrs, refuse
-}
-
-func (a *orgServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(r)
-	q := r.Question[0]
-	if a.refuse || !dns.IsSubDomain("example.org.", q.Name) {
-		m.Rcode = dns.RcodeRefused
-		_ = w.WriteMsg(m)
-		return
-	}
-	m.Authoritative = true
-	exists := false
-	for _, rr := range a.rrs {
-		h := rr.Header()
-		exists = exists || dns.IsSubDomain(q.Name, h.Name)
-		if strings.EqualFold(h.Name, q.Name) && (h.Rrtype == q.Qtype || h.Rrtype == dns.TypeCNAME) {
-			m.Answer = append(m.Answer, dns.Copy(rr))
-		}
-	}
-	if len(m.Answer) == 0 {
-		if !exists {
-			m.Rcode = dns.RcodeNameError
-		}
-		m.Ns = []dns.RR{dns.Copy(a.rrs[0])}
-	}
-	_ = w.WriteMsg(m)
-}
 
 // TestDelegationChecksCLIAndAPI runs `acmehub serve` with check settings
 // pointing at two nameservers of example.org on loopback, and drives
@@ -92,16 +15,17 @@ func (a *orgServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // API; each sees the other's stored results.
 func TestDelegationChecksCLIAndAPI(t *testing.T) {
 	t.Parallel()
-	ns := [2]*orgServer{startOrgServer(t), startOrgServer(t)}
+	ns := [2]*acmetest.AuthServer{acmetest.StartAuthServer(t, "example.org."), acmetest.StartAuthServer(t, "example.org.")}
 	rec := acmetest.NewResolver(t)
-	rec.Forward("example.org.", ns[0].addr)
+	rec.Forward("example.org.", ns[0].Addr)
 	serveBoth := func(refuse2 bool, ns1, ns2 []string) {
-		ns[0].set(t, false, ns1...)
-		ns[1].set(t, refuse2, ns2...)
+		ns[0].Set(t, append(acmetest.ExampleOrgApex(), ns1...)...)
+		ns[1].Set(t, append(acmetest.ExampleOrgApex(), ns2...)...)
+		ns[1].Refuse(refuse2)
 	}
 	serveBoth(false, nil, nil)
-	checkArgs := []string{"--check-resolver", rec.Addr(), "--check-nameserver-addr", "192.0.2.1=" + ns[0].addr,
-		"--check-nameserver-addr", "192.0.2.2=" + ns[1].addr, "--check-timeout", "1s"}
+	checkArgs := []string{"--check-resolver", rec.Addr(), "--check-nameserver-addr", "192.0.2.1=" + ns[0].Addr,
+		"--check-nameserver-addr", "192.0.2.2=" + ns[1].Addr, "--check-timeout", "1s"}
 
 	dir := t.TempDir()
 	mustCLI(t, dir, "managed-challenge", "create", "--name", "org", "--rule", "*.example.org; a.b.example.org")

@@ -3,14 +3,11 @@ package hub
 import (
 	"context"
 	"errors"
-	"net"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/acmehub/acmehub/internal/acmetest"
 	"github.com/acmehub/acmehub/internal/dnscheck"
@@ -18,95 +15,11 @@ import (
 	"github.com/acmehub/acmehub/store"
 )
 
-// authServer is an authoritative DNS server on 127.0.0.1 (UDP and TCP)
-// for the zones it is given, answering from the records the test sets:
-// AA, no recursion, the CNAME itself (not followed), NXDOMAIN or NODATA
-// with the zone's SOA, REFUSED outside its zones or when told to.
-type authServer struct {
-	addr  string
-	zones []string
-
-	mu     sync.Mutex
-	rrs    []dns.RR
-	refuse bool
-}
-
-func startAuth(t *testing.T, zones ...string) *authServer {
-	t.Helper()
-	a := &authServer{zones: zones}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: a}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
-	return a
-}
-
-// set replaces the records, in zone-file syntax.
-func (a *authServer) set(t *testing.T, lines ...string) {
-	t.Helper()
-	var rrs []dns.RR
-	for _, l := range lines {
-		rrs = append(rrs, acmetest.RR(t, l))
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.rrs = rrs
-}
-
-func (a *authServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(r)
-	q := r.Question[0]
-	zone := ""
-	for _, z := range a.zones {
-		if dns.IsSubDomain(z, q.Name) {
-			zone = z
-		}
-	}
-	if zone == "" || a.refuse {
-		m.Rcode = dns.RcodeRefused
-		_ = w.WriteMsg(m)
-		return
-	}
-	m.Authoritative = true
-	exists := false
-	for _, rr := range a.rrs {
-		h := rr.Header()
-		if dns.IsSubDomain(q.Name, h.Name) {
-			exists = true
-		}
-		if strings.EqualFold(h.Name, q.Name) && (h.Rrtype == q.Qtype || h.Rrtype == dns.TypeCNAME) {
-			m.Answer = append(m.Answer, dns.Copy(rr))
-		}
-	}
-	if len(m.Answer) == 0 {
-		if !exists {
-			m.Rcode = dns.RcodeNameError
-		}
-		for _, rr := range a.rrs {
-			if rr.Header().Rrtype == dns.TypeSOA && strings.EqualFold(rr.Header().Name, zone) {
-				m.Ns = append(m.Ns, dns.Copy(rr))
-			}
-		}
-	}
-	_ = w.WriteMsg(m)
-}
-
 // dnsWorld is the zone example.org served by two authoritative servers
 // (ns1 and ns2, at 192.0.2.1 and .2, mapped to loopback ports) and a
 // recursive resolver that forwards the zone to ns1.
 type dnsWorld struct {
-	ns  [2]*authServer
+	ns  [2]*acmetest.AuthServer
 	rec *acmetest.Resolver
 	cfg dnscheck.Config
 }
@@ -115,10 +28,10 @@ func newDNSWorld(t *testing.T) *dnsWorld {
 	t.Helper()
 	w := &dnsWorld{rec: acmetest.NewResolver(t), cfg: dnscheck.Config{Addrs: map[string]string{}, Timeout: time.Second}}
 	for i := range w.ns {
-		w.ns[i] = startAuth(t, "example.org.")
-		w.cfg.Addrs["192.0.2."+string(rune('1'+i))] = w.ns[i].addr
+		w.ns[i] = acmetest.StartAuthServer(t, "example.org.")
+		w.cfg.Addrs["192.0.2."+string(rune('1'+i))] = w.ns[i].Addr
 	}
-	w.rec.Forward("example.org.", w.ns[0].addr)
+	w.rec.Forward("example.org.", w.ns[0].Addr)
 	w.cfg.Recursive = []string{w.rec.Addr()}
 	w.serve(t, nil, nil)
 	return w
@@ -127,13 +40,8 @@ func newDNSWorld(t *testing.T) *dnsWorld {
 // serve sets the zone on both servers, each with its own extra records.
 func (w *dnsWorld) serve(t *testing.T, ns1, ns2 []string) {
 	t.Helper()
-	base := []string{
-		"example.org. 3600 IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 1209600 60",
-		"example.org. 3600 IN NS ns1.example.org.", "example.org. 3600 IN NS ns2.example.org.",
-		"ns1.example.org. 3600 IN A 192.0.2.1", "ns2.example.org. 3600 IN A 192.0.2.2",
-	}
-	w.ns[0].set(t, append(append([]string{}, base...), ns1...)...)
-	w.ns[1].set(t, append(append([]string{}, base...), ns2...)...)
+	w.ns[0].Set(t, append(acmetest.ExampleOrgApex(), ns1...)...)
+	w.ns[1].Set(t, append(acmetest.ExampleOrgApex(), ns2...)...)
 }
 
 func (w *dnsWorld) client(t *testing.T) *dnscheck.Client {
@@ -210,9 +118,7 @@ func TestCheckDelegationStoresAndAuditsChanges(t *testing.T) {
 	prevState, since := store.CheckUnchecked, time.Time{}
 	for _, st := range steps {
 		w.serve(t, st.ns1, st.ns2)
-		w.ns[1].mu.Lock()
-		w.ns[1].refuse = st.refuse
-		w.ns[1].mu.Unlock()
+		w.ns[1].Refuse(st.refuse)
 		got, err := ts.svc.CheckDelegation(t.Context(), g, "*.Example.ORG")
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
