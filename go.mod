@@ -3,6 +3,7 @@ module github.com/acmehub/acmehub
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/go-acme/lego/v4 v4.35.2
 	github.com/gorilla/mux v1.8.1
 	github.com/mattn/go-isatty v0.0.24

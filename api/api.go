@@ -63,6 +63,8 @@ type Service interface {
 	DelegationCheckService
 	// Propagation status and a present's wait (challenges.go).
 	PropagationService
+	// Stored upstream credentials, write-only (credentials.go).
+	CredentialService
 }
 
 // Config holds the API's settings.
@@ -183,6 +185,13 @@ func (a *API) routes() {
 	v1("/delegations/{domain}", a.deleteDelegation, http.MethodDelete)
 	v1("/delegations/{domain}/move", a.moveDelegation, http.MethodPost)
 	v1("/audit", a.listAudit, http.MethodGet)
+	v1("/credentials", a.listCredentials, http.MethodGet)
+	v1("/credentials", a.createCredential, http.MethodPost)
+	v1("/credentials/{id}", a.getCredential, http.MethodGet)
+	v1("/credentials/{id}", a.replaceCredential, http.MethodPut)
+	v1("/credentials/{id}", a.deleteCredential, http.MethodDelete)
+	v1("/providers", a.listProviders, http.MethodGet)
+	v1("/providers/{code}", a.getProvider, http.MethodGet)
 
 	// The protocols existing clients speak, each a thin adapter onto the
 	// same service calls. Routes outside /api/v1 are named "compat:..." so

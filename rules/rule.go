@@ -219,6 +219,16 @@ func (r Rule) match(n string) (Rank, bool) {
 	return best, best != 0
 }
 
+// AllowsAll reports whether the rule holds the catch-all pattern *.
+func (r Rule) AllowsAll() bool {
+	for _, p := range r.Patterns() {
+		if p.kind == catchAll {
+			return true
+		}
+	}
+	return false
+}
+
 // Allows reports whether any pattern matches base, whatever its rank: the
 // check for a role assignment's domain restrictions, which use the rule
 // syntax and, like config choice, the base name. A restriction example.org

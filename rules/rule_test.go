@@ -179,3 +179,16 @@ func TestPatterns(t *testing.T) {
 		t.Fatalf("Pattern.Match = %v, %v", rk, ok)
 	}
 }
+
+func TestRuleAllowsAll(t *testing.T) {
+	t.Parallel()
+	for rule, want := range map[string]bool{"*": true, "example.org; *": true, "*.example.org": false, "example.org": false} {
+		r, err := Parse(rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.AllowsAll(); got != want {
+			t.Errorf("%q: AllowsAll %v, want %v", rule, got, want)
+		}
+	}
+}

@@ -31,6 +31,8 @@ func commands() []command {
 		{"backup", "write an online, consistent copy of the database to a new file", backupCommand},
 		{"restore", "replace the database with a backup (hub stopped); moves the serial forward", restoreCommand},
 		acmeDNSGroup().command(),
+		credentialGroup().command(),
+		providersCommand(),
 	}
 	// The admin commands work on the local database (admin.go).
 	for _, g := range adminGroups() {

@@ -128,6 +128,18 @@ func (g Grant) Allows(a Action) bool {
 	return false
 }
 
+// AllowsEverywhere reports whether some assignment permits the action
+// without a domain restriction (none, or the catch-all *): needed for resources that reach any
+// domain, such as upstream credentials.
+func (g Grant) AllowsEverywhere(a Action) bool {
+	for _, as := range g.Assignments {
+		if as.Role.Allows(a) && (as.Domains.IsZero() || as.Domains.AllowsAll()) {
+			return true
+		}
+	}
+	return false
+}
+
 // AllowsDomain reports whether some assignment both permits the action and
 // reaches the base name: scope steps (1) and (2) of DESIGN.md.
 func (g Grant) AllowsDomain(a Action, base string) bool {

@@ -84,6 +84,8 @@ type Store interface {
 	ACMEDNSStore
 	// CheckStore is what delegation checks add (checks.go).
 	CheckStore
+	// CredentialStore is what stored upstream credentials add (credentials.go).
+	CredentialStore
 }
 
 var _ Store = (*store.DB)(nil)
