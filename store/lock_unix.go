@@ -34,7 +34,14 @@ func lockFile(path string, how int) (*fileLock, error) {
 	return &fileLock{f: f}, nil
 }
 
+// noLock stands in for the shared lock while this process holds the
+// exclusive one.
+func noLock() *fileLock { return &fileLock{} }
+
 func (l *fileLock) unlock() error {
+	if l.f == nil {
+		return nil
+	}
 	// Closing the descriptor releases the flock.
 	return l.f.Close()
 }

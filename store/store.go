@@ -51,7 +51,8 @@ var (
 	ErrClosed = errors.New("store closed")
 	// ErrSchemaTooNew: the database was migrated by a newer binary.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
-	// ErrLocked: Restore found the database open in another process.
+	// ErrLocked: Restore or LockExclusive found the database open in
+	// another process.
 	ErrLocked = errors.New("database is in use")
 )
 
@@ -89,7 +90,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
-	lock, err := lockShared(cfg.Path + ".lock")
+	lock, err := openLock(cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -239,6 +240,10 @@ func credentialDelete(ctx context.Context, args []string, e env) error {
 //     under the new key in one transaction: all or nothing;
 //  3. the database's key check is moved to the new key.
 //
+// It runs alone: it holds the database's exclusive lock from before the
+// key file is read until the end, so no running server or other command
+// seals a value under a key that is about to stop being current.
+//
 // A crash after 1 leaves old blobs that the new file still opens; rerun
 // the command to finish (it reseals only what is not under the current
 // key, and adds another key). Old keys are never dropped: token hashes
@@ -247,7 +252,8 @@ func credentialRotateKey(ctx context.Context, args []string, e env) error {
 	c := newAdminCmd(e, "credential rotate-key", "[flags]",
 		"Adds a new current key to the key file (old keys stay, to verify tokens and open old values), then\n"+
 			"reseals every stored credential and acme-dns password under it in one transaction. Restart\n"+
-			"`acmehub serve` afterwards: a running server knows only the keys it started with.")
+			"`acmehub serve` afterwards. Run it with `acmehub serve` and every other acmehub command stopped:\n"+
+			"it refuses while any of them has the database open.")
 	if _, err := c.parse(args, 0, ""); err != nil {
 		return err
 	}
@@ -255,6 +261,16 @@ func credentialRotateKey(ctx context.Context, args []string, e env) error {
 	if keyFile == "" {
 		keyFile = filepath.Join(c.ss.get("data-dir"), "acmehub.key")
 	}
+	// Before the key file is read: a server that sealed a value under the
+	// old current key after we read it would leave that value behind.
+	lock, err := store.LockExclusive(dbPath(c.ss))
+	if errors.Is(err, store.ErrLocked) {
+		return errors.New("credential rotate-key: the database is in use: stop acmehub serve (and other acmehub commands) first")
+	}
+	if err != nil {
+		return fmt.Errorf("credential rotate-key: %w", err)
+	}
+	defer func() { _ = lock.Unlock() }()
 	return c.withSession(ctx, func(s *adminSession) error {
 		// The session verified this key file against the database.
 		kr, err := secret.LoadKeyFile(keyFile)

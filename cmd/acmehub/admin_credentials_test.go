@@ -84,3 +84,35 @@ func TestCredentialCLI(t *testing.T) {
 		t.Fatal("a value is in the database file in clear")
 	}
 }
+
+// rotate-key refuses while another process (here: a store.Open, as serve
+// holds) has the database open, before touching the key file.
+func TestCredentialRotateKeyRefusedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	mustCLI(t, dir, "credential", "list") // creates the database and key file
+	keyFile := filepath.Join(dir, "acmehub.key")
+	before, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(t.Context(), store.Config{Path: filepath.Join(dir, "acmehub.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot := runCLI(t, dir, "credential", "rotate-key")
+	if rot.err == nil || !strings.Contains(rot.err.Error(), "stop acmehub serve (and other acmehub commands) first") {
+		t.Fatalf("rotate-key while open: %v\n%s", rot.err, rot.stdout)
+	}
+	after, err := os.ReadFile(keyFile)
+	if err != nil || !bytes.Equal(before, after) {
+		t.Fatalf("key file changed by a refused rotate-key (%v)", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the database is free it runs (and leaves the lock free again).
+	if rot := runCLI(t, dir, "credential", "rotate-key"); rot.err != nil {
+		t.Fatalf("rotate-key: %v", rot.err)
+	}
+	mustCLI(t, dir, "credential", "list")
+}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
@@ -66,8 +67,12 @@ func credentialSealAD(uid string) []byte { return []byte("upstream_credentials/"
 // challenge admin or admin role). Values are never returned or audited.
 func (s *Service) CreateCredential(ctx context.Context, g Grant, req CredentialRequest) (Credential, error) {
 	c, err := s.createCredential(ctx, g, req)
+	provider := req.Provider
+	if c.Provider != "" {
+		provider = c.Provider // the catalogue's code, not an alias as typed
+	}
 	s.auditAdmin(ctx, g, store.AuditEvent{Action: "credential.create", Target: credentialTarget(c.ID, req.Name),
-		Detail: credentialDetail(req.Provider, req.Fields)}, err)
+		Detail: credentialDetail(provider, req.Fields)}, err)
 	return c, err
 }
 
@@ -75,7 +80,10 @@ func (s *Service) createCredential(ctx context.Context, g Grant, req CredentialR
 	if !g.AllowsEverywhere(ActionManageChallenges) { // credentials reach any domain
 		return Credential{}, ErrForbidden
 	}
-	if err := validateCredential(req.Provider, req.Fields); err != nil {
+	// Stored as the catalogue's code, not as typed (alias, case): workers
+	// and configs compare codes.
+	provider, err := validateCredential(req.Provider, req.Fields)
+	if err != nil {
 		return Credential{}, err
 	}
 	uid, err := newCredentialUID()
@@ -86,7 +94,7 @@ func (s *Service) createCredential(ctx context.Context, g Grant, req CredentialR
 	if err != nil {
 		return Credential{}, err
 	}
-	c, err := s.db.CreateCredential(ctx, store.Credential{UID: uid, Name: req.Name, Provider: req.Provider,
+	c, err := s.db.CreateCredential(ctx, store.Credential{UID: uid, Name: req.Name, Provider: provider,
 		FieldNames: fieldNames(req.Fields), Sealed: sealed, Fingerprint: fp, CreatedBy: g.Principal.Name})
 	if err != nil {
 		return Credential{}, credentialStoreError("create credential", fmt.Sprintf("a credential named %q", req.Name), err)
@@ -111,7 +119,7 @@ func (s *Service) replaceCredential(ctx context.Context, g Grant, id int64, fiel
 	if err != nil {
 		return Credential{}, err
 	}
-	if err := validateCredential(cur.Provider, fields); err != nil {
+	if _, err := validateCredential(cur.Provider, fields); err != nil {
 		return Credential{Name: cur.Name, Provider: cur.Provider}, err
 	}
 	sealed, fp, err := s.sealFields(cur.UID, fields)
@@ -221,7 +229,10 @@ func (s *Service) credential(ctx context.Context, id int64) (store.Credential, e
 }
 
 // sealFields seals the fields as JSON (sorted keys) bound to uid, and
-// returns the fingerprint: the keyed hash of the same plaintext.
+// returns the fingerprint: an HMAC of uid||0||plaintext under a key of its
+// own (a PRF of a fixed label under the current hash key), so equal values
+// in two rows do not show equal fingerprints, and the token-hash key never
+// sees the plaintext. Resealing keeps the stored fingerprint.
 func (s *Service) sealFields(uid string, fields map[string]string) (sealed, fp []byte, err error) {
 	pt, err := json.Marshal(fields)
 	if err != nil {
@@ -231,28 +242,54 @@ func (s *Service) sealFields(uid string, fields map[string]string) (sealed, fp [
 	if sealed, err = s.kr.Seal(pt, credentialSealAD(uid)); err != nil {
 		return nil, nil, fmt.Errorf("seal credential: %w", err)
 	}
-	return sealed, s.kr.HashSecret("upstream-credential\x00" + string(pt)), nil
+	m := hmac.New(sha256.New, s.kr.HashSecret(fingerprintKeyLabel))
+	m.Write([]byte(uid))
+	m.Write([]byte{0})
+	m.Write(pt)
+	return sealed, m.Sum(nil), nil
 }
 
-// validateCredential checks the fields against the provider catalogue.
-// While the generated catalogue is empty (catalog.All() returns nothing)
-// the provider and field names are only checked for shape.
-func validateCredential(provider string, fields map[string]string) error {
+// fingerprintKeyLabel names the credential fingerprint's key.
+const fingerprintKeyLabel = "acmehub/v1/credential-fingerprint-key"
+
+// ambientFields are variables lego's providers (the AWS SDK) read to find
+// files or identities on the host rather than taking a value.
+var ambientFields = []string{"AWS_PROFILE", "AWS_SDK_LOAD_CONFIG", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"}
+
+// hostReference reports whether a field names a file or an ambient
+// identity on the hub host: lego (and the SDKs under it) would read or
+// write that on the worker's behalf, so a credential admin could reach
+// the host's files or its other identities.
+func hostReference(name string) bool {
+	n := strings.ToUpper(name)
+	return strings.HasSuffix(n, "_FILE") || strings.HasSuffix(n, "_PATH") || slices.Contains(ambientFields, n)
+}
+
+// validateCredential checks the fields against the provider catalogue and
+// returns the provider's canonical code. While the generated catalogue is
+// empty (catalog.All() returns nothing) the provider and field names are
+// only checked for shape, and the code is returned as given.
+func validateCredential(provider string, fields map[string]string) (string, error) {
 	if len(fields) == 0 {
-		return fmt.Errorf("%w: at least one field is required", ErrInvalid)
+		return "", fmt.Errorf("%w: at least one field is required", ErrInvalid)
+	}
+	for _, k := range fieldNames(fields) {
+		if hostReference(k) {
+			return "", fmt.Errorf("%w: field %q names a file or identity on the hub host; give the value itself", ErrInvalid, k)
+		}
 	}
 	for k, v := range fields {
 		if v == "" || len(v) > maxFieldValue || !utf8.ValidString(v) {
 			// Never quote the value.
-			return fmt.Errorf("%w: field %q: want a non-empty UTF-8 value of at most %d bytes", ErrInvalid, k, maxFieldValue)
+			return "", fmt.Errorf("%w: field %q: want a non-empty UTF-8 value of at most %d bytes", ErrInvalid, k, maxFieldValue)
 		}
 	}
 	if len(catalog.All()) == 0 {
-		return nil
+		return provider, nil
 	}
 	p, ok := catalog.Lookup(provider)
 	if !ok {
-		return fmt.Errorf("%w: provider %q: unknown; see the provider list", ErrInvalid, provider)
+		return "", fmt.Errorf("%w: provider %q: unknown; see the provider list", ErrInvalid, provider)
 	}
 	isCred := func(n string) bool {
 		return slices.ContainsFunc(p.Credentials, func(f catalog.Field) bool { return f.Name == n })
@@ -266,7 +303,7 @@ func validateCredential(provider string, fields map[string]string) error {
 		case isCred(k):
 			credGiven = true
 		case !isOpt(k):
-			return fmt.Errorf("%w: field %q: provider %q has no such field", ErrInvalid, k, provider)
+			return "", fmt.Errorf("%w: field %q: provider %q has no such field", ErrInvalid, k, p.Code)
 		}
 	}
 	if !credGiven && len(p.Credentials) > 0 {
@@ -274,9 +311,9 @@ func validateCredential(provider string, fields map[string]string) error {
 		for i, f := range p.Credentials {
 			names[i] = f.Name
 		}
-		return fmt.Errorf("%w: provider %q needs credential fields among %s", ErrInvalid, provider, strings.Join(names, ", "))
+		return "", fmt.Errorf("%w: provider %q needs credential fields among %s", ErrInvalid, p.Code, strings.Join(names, ", "))
 	}
-	return nil
+	return p.Code, nil
 }
 
 func fieldNames(fields map[string]string) []string {

@@ -339,16 +339,23 @@ func CreateKeyFile(path string) (*Keyring, error) {
 // (write a temporary file, fsync, rename), for key rotation. The file must
 // already exist: creating one is CreateKeyFile's job.
 func ReplaceKeyFile(path string, kr *Keyring) error {
-	if _, err := os.Stat(path); err != nil {
+	old, err := os.Stat(path)
+	if err != nil {
 		return fmt.Errorf("replace key file %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	// CreateTemp makes the file 0600.
+	// CreateTemp makes the file 0600; the old file's mode (and owner) are
+	// kept, so a group the operator let read it still can.
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("replace key file %s: %w", path, err)
 	}
 	tmp := f.Name()
+	if err := keepOwnerAndMode(f, old); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("replace key file %s: %w", path, err)
+	}
 	if err := writeSync(f, kr.marshal()); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("replace key file %s: %w", path, err)
@@ -360,6 +367,16 @@ func ReplaceKeyFile(path string, kr *Keyring) error {
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("replace key file %s: %w", path, err)
 	}
+	return nil
+}
+
+// keepOwnerAndMode gives f the permission bits of old, and its owner when
+// that is possible (as root; elsewhere best effort, ignored).
+func keepOwnerAndMode(f *os.File, old fs.FileInfo) error {
+	if err := f.Chmod(old.Mode().Perm()); err != nil {
+		return err
+	}
+	keepOwner(f, old)
 	return nil
 }
 

@@ -25,6 +25,18 @@ const defaultBaseURL = "https://api.cloudflare.com/client/v4"
 // minTTL is the lowest TTL every Cloudflare plan accepts (lego uses it too).
 const minTTL = 120
 
+// maxZones bounds the zone-id cache; when full it is emptied, since a
+// re-learnt id costs only a few look-ups.
+const maxZones = 1000
+
+// perPage and maxPages bound the record listing in Remove: 100 is the
+// API's largest page, and the page cap stops a misbehaving server from
+// looping us forever.
+const (
+	perPage  = 100
+	maxPages = 100
+)
+
 // Record-create error codes meaning the same record is already there.
 const (
 	codeRecordExists    = 81057
@@ -98,8 +110,12 @@ func newDriver(fields map[string]string, opts upstream.Options, base string) (*D
 	}
 
 	d := &Driver{
-		base:    strings.TrimRight(base, "/"),
-		client:  &http.Client{},
+		base: strings.TrimRight(base, "/"),
+		client: &http.Client{
+			// Never follow a redirect: it would carry the credential
+			// headers to whatever host the Location names.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 		timeout: opts.Timeout,
 		zones:   map[string]string{},
 	}
@@ -181,18 +197,32 @@ func (d *Driver) Remove(ctx context.Context, fqdn, value string) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{"type": {"TXT"}, "name": {name}, "per_page": {"100"}}
-	var recs []record
-	if err := d.call(ctx, d.dnsAuth, http.MethodGet, "/zones/"+url.PathEscape(zone)+"/dns_records?"+q.Encode(), nil, &recs); err != nil {
-		return fmt.Errorf("cloudflare: list TXT %s: %w", name, err)
-	}
-	for _, r := range recs {
-		// Compared here rather than with a content= filter: Cloudflare may
-		// hand TXT content back wrapped in quotes.
-		if r.Type != "TXT" || !strings.EqualFold(r.Name, name) || strings.Trim(r.Content, `"`) != value {
-			continue
+	// Collect every match across all pages first: deleting while paging
+	// would shift later records onto pages already read.
+	var ids []string
+	for page := 1; ; page++ {
+		if page > maxPages {
+			return fmt.Errorf("cloudflare: list TXT %s: more than %d pages of records", name, maxPages)
 		}
-		err := d.call(ctx, d.dnsAuth, http.MethodDelete, "/zones/"+url.PathEscape(zone)+"/dns_records/"+url.PathEscape(r.ID), nil, nil)
+		q := url.Values{"type": {"TXT"}, "name": {name}, "per_page": {fmt.Sprint(perPage)}, "page": {fmt.Sprint(page)}}
+		var recs []record
+		info, err := d.callInfo(ctx, d.dnsAuth, http.MethodGet, "/zones/"+url.PathEscape(zone)+"/dns_records?"+q.Encode(), nil, &recs)
+		if err != nil {
+			return fmt.Errorf("cloudflare: list TXT %s: %w", name, err)
+		}
+		for _, r := range recs {
+			// Compared here rather than with a content= filter: Cloudflare may
+			// hand TXT content back wrapped in quotes.
+			if r.Type == "TXT" && strings.EqualFold(r.Name, name) && strings.Trim(r.Content, `"`) == value {
+				ids = append(ids, r.ID)
+			}
+		}
+		if info.lastPage(page, len(recs)) {
+			break
+		}
+	}
+	for _, id := range ids {
+		err := d.call(ctx, d.dnsAuth, http.MethodDelete, "/zones/"+url.PathEscape(zone)+"/dns_records/"+url.PathEscape(id), nil, nil)
 		if err != nil {
 			var apiErr *apiError
 			if errors.As(err, &apiErr) && apiErr.status == http.StatusNotFound {
@@ -226,6 +256,9 @@ func (d *Driver) zoneID(ctx context.Context, name string) (string, error) {
 		for _, z := range zones {
 			if strings.EqualFold(z.Name, candidate) && z.ID != "" {
 				d.mu.Lock()
+				if len(d.zones) >= maxZones {
+					clear(d.zones)
+				}
 				d.zones[name] = z.ID
 				d.mu.Unlock()
 				return z.ID, nil
@@ -268,17 +301,43 @@ func (e *apiError) has(code int) bool {
 	return false
 }
 
+// resultInfo is the envelope's paging summary for list calls.
+type resultInfo struct {
+	Page       int `json:"page"`
+	PerPage    int `json:"per_page"`
+	Count      int `json:"count"`
+	TotalPages int `json:"total_pages"`
+}
+
+// lastPage reports whether page (which held n records) was the last one.
+// Without total_pages, a short or empty page ends the listing.
+func (ri *resultInfo) lastPage(page, n int) bool {
+	if n == 0 {
+		return true
+	}
+	if ri != nil && ri.TotalPages > 0 {
+		return page >= ri.TotalPages
+	}
+	return n < perPage
+}
+
 // call sends one request and decodes the envelope's result into out.
 // Errors carry the status and Cloudflare's messages, never the request's
 // headers (so never a credential).
 func (d *Driver) call(ctx context.Context, a auth, method, path string, body []byte, out any) error {
+	_, err := d.callInfo(ctx, a, method, path, body, out)
+	return err
+}
+
+// callInfo is call that also returns the envelope's result_info (nil when absent).
+func (d *Driver) callInfo(ctx context.Context, a auth, method, path string, body []byte, out any) (*resultInfo, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, d.base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.set(req.Header)
 	req.Header.Set("Accept", "application/json")
@@ -288,33 +347,34 @@ func (d *Driver) call(ctx context.Context, a auth, method, path string, body []b
 	resp, err := d.client.Do(req)
 	if err != nil {
 		// *url.Error holds the URL (no secret in it) and the cause.
-		return err
+		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	var env struct {
 		Success bool            `json:"success"`
 		Errors  []apiMessage    `json:"errors"`
 		Result  json.RawMessage `json:"result"`
+		Info    *resultInfo     `json:"result_info"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
 		if resp.StatusCode/100 != 2 {
-			return &apiError{status: resp.StatusCode}
+			return nil, &apiError{status: resp.StatusCode}
 		}
-		return fmt.Errorf("http %d: answer is not the API's JSON", resp.StatusCode)
+		return nil, fmt.Errorf("http %d: answer is not the API's JSON", resp.StatusCode)
 	}
 	if !env.Success || resp.StatusCode/100 != 2 {
-		return &apiError{status: resp.StatusCode, errs: env.Errors}
+		return nil, &apiError{status: resp.StatusCode, errs: env.Errors}
 	}
 	if out != nil && len(env.Result) > 0 {
 		if err := json.Unmarshal(env.Result, out); err != nil {
-			return fmt.Errorf("decode result: %w", err)
+			return nil, fmt.Errorf("decode result: %w", err)
 		}
 	}
-	return nil
+	return env.Info, nil
 }
 
 // domain turns an fqdn into the dotless lower-case name the API uses.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,8 @@ type fakeAPI struct {
 	nextID  int
 	records map[string]record // id -> record
 	zoneQs  []string          // names asked for in GET /zones
+	maxPage int               // largest page the list call serves (default 100)
+	pages   []string          // page numbers asked for in list calls
 }
 
 func newFake(t *testing.T, token string) (*fakeAPI, *httptest.Server) {
@@ -37,14 +40,22 @@ func newFake(t *testing.T, token string) (*fakeAPI, *httptest.Server) {
 }
 
 func (f *fakeAPI) reply(w http.ResponseWriter, status int, result any, errs ...apiMessage) {
+	f.replyInfo(w, status, result, nil, errs...)
+}
+
+func (f *fakeAPI) replyInfo(w http.ResponseWriter, status int, result, info any, errs ...apiMessage) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	if errs == nil {
 		errs = []apiMessage{}
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	env := map[string]any{
 		"success": status/100 == 2, "errors": errs, "messages": []any{}, "result": result,
-	})
+	}
+	if info != nil {
+		env["result_info"] = info
+	}
+	_ = json.NewEncoder(w).Encode(env)
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +93,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		f.nextID++
-		rec.ID = fmt.Sprintf("rec-%d", f.nextID)
+		rec.ID = fmt.Sprintf("rec-%05d", f.nextID)
 		f.records[rec.ID] = rec
 		f.reply(w, http.StatusOK, rec)
 	case r.Method == http.MethodGet && r.URL.Path == zonePath:
@@ -94,7 +105,25 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				out = append(out, rec)
 			}
 		}
-		f.reply(w, http.StatusOK, out)
+		// Paged as the API does: per_page capped, page counted from 1.
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		per, _ := strconv.Atoi(q.Get("per_page"))
+		limit := f.maxPage
+		if limit == 0 {
+			limit = 100
+		}
+		if per <= 0 || per > limit {
+			per = limit
+		}
+		page, _ := strconv.Atoi(q.Get("page"))
+		page = max(page, 1)
+		f.pages = append(f.pages, strconv.Itoa(page))
+		total := len(out)
+		lo, hi := min((page-1)*per, total), min(page*per, total)
+		f.replyInfo(w, http.StatusOK, out[lo:hi], map[string]int{
+			"page": page, "per_page": per, "count": hi - lo, "total_count": total,
+			"total_pages": (total + per - 1) / per,
+		})
 	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, zonePath+"/"):
 		id := strings.TrimPrefix(r.URL.Path, zonePath+"/")
 		if _, ok := f.records[id]; !ok {
@@ -259,5 +288,74 @@ func TestConfigErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("error leaks a value: %v", err)
 		}
+	}
+}
+
+// A listing spread over several pages: Remove must find and delete the
+// value on every page, and keep the others.
+func TestRemovePagesThroughAllRecords(t *testing.T) {
+	const token = "tok"
+	fake, srv := newFake(t, token)
+	fake.maxPage = 3 // the server serves fewer than the 100 asked for
+	d, err := newDriver(map[string]string{"CF_DNS_API_TOKEN": token}, upstream.Options{}, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "_acme-challenge.example.org"
+	fake.mu.Lock()
+	for i := range 10 {
+		v := fmt.Sprintf("other-%d", i)
+		if i%4 == 3 { // ids 4 and 8: on pages 2 and 3 of 4
+			v = "target"
+		}
+		fake.nextID++
+		id := fmt.Sprintf("rec-%05d", fake.nextID)
+		fake.records[id] = record{ID: id, Type: "TXT", Name: name, Content: v, TTL: 120}
+	}
+	fake.mu.Unlock()
+	if err := d.Remove(context.Background(), name+".", "target"); err != nil {
+		t.Fatal(err)
+	}
+	got := fake.values(name)
+	if len(got) != 8 || strings.Contains(strings.Join(got, ","), "target") {
+		t.Fatalf("after remove: %v, want the 8 others only", got)
+	}
+	fake.mu.Lock()
+	pages := strings.Join(fake.pages, ",")
+	fake.mu.Unlock()
+	if pages != "1,2,3,4" {
+		t.Fatalf("pages asked for: %s, want 1,2,3,4", pages)
+	}
+}
+
+// A redirect is refused, so the credential never reaches another host.
+func TestRedirectNotFollowed(t *testing.T) {
+	var mu sync.Mutex
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"success":true,"errors":[],"result":[{"id":"z","name":"example.org"}]}`))
+	}))
+	t.Cleanup(other.Close)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusFound)
+	}))
+	t.Cleanup(api.Close)
+	const secret = "redirect-secret-token"
+	d, err := newDriver(map[string]string{"CF_DNS_API_TOKEN": secret}, upstream.Options{}, api.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Add(context.Background(), "_acme-challenge.example.org.", "v", 120)
+	if err == nil || !strings.Contains(err.Error(), "302") || strings.Contains(err.Error(), secret) {
+		t.Fatalf("add through a redirect: %v, want an http 302 error without the token", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) != 0 {
+		t.Fatalf("redirect followed: the other host got %d requests", len(leaked))
 	}
 }

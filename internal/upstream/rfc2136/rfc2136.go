@@ -44,6 +44,14 @@ var algorithms = map[string]string{
 	"hmac-sha512": dns.HmacSHA512,
 }
 
+// UDP is resent udpTries times, each try waiting at most the driver's
+// timeout/4 (capped at maxUDPWait), so one lost datagram costs a short
+// wait rather than the whole timeout; TCP then gets what is left.
+const (
+	udpTries   = 3
+	maxUDPWait = 3 * time.Second
+)
+
 // Driver sends DNS UPDATE messages to one nameserver. It is safe for
 // concurrent use: it holds only its configuration.
 type Driver struct {
@@ -216,15 +224,11 @@ func (d *Driver) zone(ctx context.Context, fqdn string) (string, error) {
 	if best != "" {
 		return best, nil
 	}
-	c := &dns.Client{Net: "udp"}
 	for name := fqdn; ; {
 		m := new(dns.Msg)
 		m.SetQuestion(name, dns.TypeSOA)
 		m.RecursionDesired = false
-		r, _, err := c.ExchangeContext(ctx, m, d.server)
-		if err == nil && r.Truncated {
-			r, _, err = (&dns.Client{Net: "tcp"}).ExchangeContext(ctx, m, d.server)
-		}
+		r, err := d.roundTrip(ctx, m, false)
 		if err != nil {
 			return "", fmt.Errorf("rfc2136: find the zone of %s via %s: %w", fqdn, d.server, err)
 		}
@@ -243,13 +247,9 @@ func (d *Driver) zone(ctx context.Context, fqdn string) (string, error) {
 	}
 }
 
-// exchange sends m over UDP, again over TCP if the reply is truncated, and
-// checks the reply's rcode and TSIG.
+// exchange sends m (see roundTrip) and checks the reply's rcode and TSIG.
 func (d *Driver) exchange(ctx context.Context, m *dns.Msg) error {
-	r, err := d.send(ctx, m, "udp")
-	if err == nil && r.Truncated {
-		r, err = d.send(ctx, m, "tcp")
-	}
+	r, err := d.roundTrip(ctx, m, d.keyName != "")
 	// A reply with an error rcode is often unsigned (BADSIG, BADKEY), so
 	// miekg's verification fails; the rcode is the better explanation.
 	if r != nil && r.Rcode != dns.RcodeSuccess {
@@ -267,12 +267,40 @@ func (d *Driver) exchange(ctx context.Context, m *dns.Msg) error {
 	return nil
 }
 
-// send exchanges a copy of m, signed when a key is configured (signing
-// changes the message, so each attempt starts from m).
-func (d *Driver) send(ctx context.Context, m *dns.Msg, network string) (*dns.Msg, error) {
+// roundTrip sends m over UDP, resending after a short wait when no reply
+// comes, and over TCP when the reply is truncated or every UDP try timed
+// out. Resending an UPDATE is safe: adding a present RR or deleting an
+// absent one changes nothing.
+func (d *Driver) roundTrip(ctx context.Context, m *dns.Msg, sign bool) (*dns.Msg, error) {
+	wait := min(d.timeout/4, maxUDPWait)
+	for range udpTries {
+		tctx, cancel := context.WithTimeout(ctx, wait)
+		r, err := d.send(tctx, m, "udp", sign)
+		cancel()
+		switch {
+		case err == nil && r.Truncated:
+			return d.send(ctx, m, "tcp", sign)
+		case err == nil || r != nil || ctx.Err() != nil || !timedOut(err):
+			return r, err // an answer, a verification error, or a hard failure
+		}
+	}
+	return d.send(ctx, m, "tcp", sign)
+}
+
+// timedOut reports whether err is a read that got no reply in time.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// send exchanges a copy of m, signed when sign is set (signing changes the
+// message, so each attempt starts from m and gets a fresh TSIG time).
+func (d *Driver) send(ctx context.Context, m *dns.Msg, network string, sign bool) (*dns.Msg, error) {
 	m = m.Copy()
-	c := &dns.Client{Net: network}
-	if d.keyName != "" {
+	// Timeout replaces miekg's 2s default read deadline, so ctx's deadline
+	// (a UDP try's, or what is left for TCP) is the one that applies.
+	c := &dns.Client{Net: network, Timeout: d.timeout}
+	if sign {
 		c.TsigSecret = map[string]string{d.keyName: d.secret}
 		m.SetTsig(d.keyName, d.algorithm, 300, time.Now().Unix())
 	}

@@ -195,16 +195,26 @@ func (d *Driver) update(ctx context.Context, op, fqdn string, edit func([]string
 	}
 }
 
-// conflict reports whether err means the set changed under us (or a
-// change is still being applied), so a fresh read may succeed.
+// conflict reports whether err is transient, so a fresh read and write
+// may succeed: a change still being applied, throttling, or a batch
+// rejected because the set changed between our read and write. Any other
+// InvalidChangeBatch (a conflicting CNAME, a bad value) is permanent.
 func conflict(err error) bool {
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) {
 		return false
 	}
 	switch apiErr.ErrorCode() {
-	case "InvalidChangeBatch", "PriorRequestNotComplete":
+	case "PriorRequestNotComplete", "Throttling", "ThrottlingException":
 		return true
+	case "InvalidChangeBatch":
+		msg := apiErr.ErrorMessage()
+		// Route 53's wording for a stale DELETE, or a CREATE racing
+		// another writer's ("Tried to create resource record set [...]
+		// but it already exists"; not the CNAME "conflicting RRSet" one).
+		return strings.Contains(msg, "but it was not found") ||
+			strings.Contains(msg, "do not match the current values") ||
+			strings.Contains(msg, "Tried to create resource record set") && strings.Contains(msg, "but it already exists")
 	}
 	return false
 }

@@ -38,6 +38,8 @@ type fakeR53 struct {
 	sets      map[string]xmlRRSet // name|type -> set
 	changes   int
 	conflict  int       // fail this many change batches with PriorRequestNotComplete
+	reject    string    // fail every change batch with this InvalidChangeBatch message
+	posts     int       // change batches received
 	afterRead *xmlRRSet // stored right after the next read, as another writer would
 }
 
@@ -133,6 +135,11 @@ func (f *fakeR53) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Fprintf(w, `<ListResourceRecordSetsResponse xmlns=%q><ResourceRecordSets>%s</ResourceRecordSets><IsTruncated>false</IsTruncated><MaxItems>1</MaxItems></ListResourceRecordSetsResponse>`, xmlns, out.String())
 	case r.Method == http.MethodPost:
+		f.posts++
+		if f.reject != "" {
+			f.fail(w, http.StatusBadRequest, "InvalidChangeBatch", f.reject)
+			return
+		}
 		if f.conflict > 0 {
 			f.conflict--
 			f.fail(w, http.StatusBadRequest, "PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request.")
@@ -320,5 +327,36 @@ func TestConfigErrors(t *testing.T) {
 		if !errors.Is(err, upstream.ErrConfig) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("%v: got %v, want ErrConfig naming %s", tc.fields, err, tc.want)
 		}
+	}
+}
+
+// A permanent InvalidChangeBatch fails at once with Route 53's message;
+// only a stale or raced batch is retried.
+func TestPermanentChangeErrorNotRetried(t *testing.T) {
+	f, d := start(t, nil)
+	const msg = "RRSet of type TXT with DNS name _acme-challenge.example.org. is not permitted because a conflicting RRSet of type CNAME with the same DNS name already exists."
+	f.mu.Lock()
+	f.reject = msg
+	f.mu.Unlock()
+	err := d.Add(context.Background(), "_acme-challenge.example.org.", "v", 60)
+	if err == nil || !strings.Contains(err.Error(), "conflicting RRSet of type CNAME") {
+		t.Fatalf("got %v, want the provider's message", err)
+	}
+	f.mu.Lock()
+	posts := f.posts
+	f.reject = "Tried to delete resource record set [name='_acme-challenge.example.org.', type='TXT'] but it was not found"
+	f.posts = 0
+	f.mu.Unlock()
+	if posts != 1 {
+		t.Fatalf("permanent error tried %d times, want 1", posts)
+	}
+	// The stale-delete wording is retried up to the attempt limit.
+	if err := d.Add(context.Background(), "_acme-challenge.example.org.", "v", 60); err == nil {
+		t.Fatal("rejected batch reported as success")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.posts != attempts {
+		t.Fatalf("stale delete tried %d times, want %d", f.posts, attempts)
 	}
 }
