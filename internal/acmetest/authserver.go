@@ -2,6 +2,7 @@ package acmetest
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -116,4 +117,27 @@ func ExampleOrgApex() []string {
 		"example.org. 3600 IN NS ns1.example.org.", "example.org. 3600 IN NS ns2.example.org.",
 		"ns1.example.org. 3600 IN A 192.0.2.1", "ns2.example.org. 3600 IN A 192.0.2.2",
 	}
+}
+
+// FreePort returns a port that was free for both UDP and TCP on 127.0.0.1
+// a moment ago, for a DNS server that cannot be told to pick its own
+// (Knot, or a hub restarted on the same port).
+func FreePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		_ = pc.Close()
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
+	}
+	t.Fatal("no port free for both UDP and TCP on 127.0.0.1")
+	return 0
 }

@@ -72,25 +72,11 @@ func TestPropagationTwoNameservers(t *testing.T) {
 	}
 }
 
-// freeDNSAddr returns a 127.0.0.1 port free for UDP and TCP now, for a hub
-// whose address other processes must know before it starts.
+// freeDNSAddr returns a 127.0.0.1 address free for UDP and TCP now, for a
+// hub whose address other processes must know before it starts.
 func freeDNSAddr(t *testing.T) string {
 	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := pc.LocalAddr().String()
-		ln, err := net.Listen("tcp", addr)
-		_ = pc.Close()
-		if err == nil {
-			_ = ln.Close()
-			return addr
-		}
-	}
-	t.Fatal("acmetest: no port free for both UDP and TCP")
-	return ""
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
 // propagationWire is the propagation object of the native API.

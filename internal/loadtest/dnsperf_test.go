@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmehub/acmehub/internal/acmetest"
 )
 
 // The zone both servers serve in TestLoadDNSPerfVsKnot: perfNames names
@@ -272,7 +274,7 @@ func startKnot(t *testing.T, knotd, knotc, zoneText string) *knot {
 	}
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
-		port := freePort(t)
+		port := acmetest.FreePort(t)
 		conf := filepath.Join(dir, "knot.conf")
 		if err := os.WriteFile(conf, []byte(knotConf(dir, port)), 0o600); err != nil {
 			t.Fatal(err)

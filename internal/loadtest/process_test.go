@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,28 +114,6 @@ func (p *proc) stop(t *testing.T) {
 func startHub(t *testing.T, dataDir string) *acmetest.Hub {
 	t.Helper()
 	return acmetest.StartHub(t, acmetest.HubConfig{Zone: origin, DataDir: dataDir, StartTimeout: 2 * time.Minute})
-}
-
-// freePort returns a port that was free for both UDP and TCP on 127.0.0.1
-// a moment ago, for a server (Knot) that cannot be told to pick its own.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		_ = pc.Close()
-		if err != nil {
-			continue
-		}
-		_ = l.Close()
-		return port
-	}
-	t.Fatal("no port free for both UDP and TCP on 127.0.0.1")
-	return 0
 }
 
 // benchName is the i-th challenge name: one label shaped like the account

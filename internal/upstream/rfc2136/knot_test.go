@@ -73,7 +73,7 @@ func startKnot(t *testing.T) *knot {
 	k := &knot{secret: randomSecret(t)}
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
-		port := freePort(t)
+		port := acmetest.FreePort(t)
 		conf := filepath.Join(dir, "knot.conf")
 		if err := os.WriteFile(conf, []byte(knotConf(dir, port, k.secret)), 0o600); err != nil {
 			t.Fatal(err)
@@ -171,28 +171,6 @@ func randomSecret(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(b)
-}
-
-// freePort returns a port that was free for both UDP and TCP on 127.0.0.1
-// a moment ago, for Knot, which cannot be told to pick its own.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		_ = pc.Close()
-		if err != nil {
-			continue
-		}
-		_ = l.Close()
-		return port
-	}
-	t.Fatal("no port free for both UDP and TCP on 127.0.0.1")
-	return 0
 }
 
 // waitSOA polls addr until it answers the zone's SOA authoritatively.
