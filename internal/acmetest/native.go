@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -34,20 +32,6 @@ type NativeProviderConfig struct {
 	PropagationTimeout, PollingInterval time.Duration
 }
 
-func (c NativeProviderConfig) validate() error {
-	var errs []error
-	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("base url %q: want http(s)://host:port", c.BaseURL))
-	}
-	if c.Token == "" {
-		errs = append(errs, errors.New("token: empty"))
-	}
-	if c.RequestTimeout < 0 || c.PropagationTimeout < 0 || c.PollingInterval < 0 {
-		errs = append(errs, errors.New("timeouts: negative"))
-	}
-	return errors.Join(errs...)
-}
-
 // NativeProvider is a lego DNS-01 challenge.Provider that uses acmehub's
 // native challenge API, the way a client holding only a consumer token
 // would: Present sends POST /api/v1/challenges with the domain lego names
@@ -67,8 +51,7 @@ func (c NativeProviderConfig) validate() error {
 // test's Resolver. Publish and Remove make the same calls with a context
 // and are for tests that drive the API directly. Safe for concurrent use.
 type NativeProvider struct {
-	cfg    NativeProviderConfig
-	client *http.Client
+	api apiClient
 }
 
 var (
@@ -78,24 +61,11 @@ var (
 
 // NewNativeProvider checks cfg and returns a provider.
 func NewNativeProvider(cfg NativeProviderConfig) (*NativeProvider, error) {
-	if err := cfg.validate(); err != nil {
+	api, errs := newAPIClient(cfg.BaseURL, cfg.Token, cfg.HTTPClient, cfg.RequestTimeout, cfg.PropagationTimeout, cfg.PollingInterval)
+	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("native provider: %w", err)
 	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	if cfg.PropagationTimeout == 0 {
-		cfg.PropagationTimeout = 30 * time.Second
-	}
-	if cfg.PollingInterval == 0 {
-		cfg.PollingInterval = 100 * time.Millisecond
-	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = &http.Client{Transport: &http.Transport{Proxy: nil}}
-	}
-	return &NativeProvider{cfg: cfg, client: client}, nil
+	return &NativeProvider{api: api}, nil
 }
 
 // PresentRequest is the body of POST /api/v1/challenges.
@@ -161,7 +131,7 @@ func (p *NativeProvider) Remove(ctx context.Context, identifier, value string) (
 // computes it from keyAuth. Implements challenge.Provider.
 func (p *NativeProvider) Present(domain, _, keyAuth string) error {
 	want := dns01.GetChallengeInfo(domain, keyAuth).Value
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.api.requestTimeout)
 	defer cancel()
 	ch, err := p.Publish(ctx, PresentRequest{Identifier: domain, KeyAuthorization: keyAuth})
 	if err != nil {
@@ -175,7 +145,7 @@ func (p *NativeProvider) Present(domain, _, keyAuth string) error {
 
 // CleanUp removes the value Present published. Implements challenge.Provider.
 func (p *NativeProvider) CleanUp(domain, _, keyAuth string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.api.requestTimeout)
 	defer cancel()
 	_, err := p.Remove(ctx, domain, dns01.GetChallengeInfo(domain, keyAuth).Value)
 	return err
@@ -184,7 +154,7 @@ func (p *NativeProvider) CleanUp(domain, _, keyAuth string) error {
 // Timeout tells lego how long to wait for propagation and how often to
 // check. Implements challenge.ProviderTimeout.
 func (p *NativeProvider) Timeout() (timeout, interval time.Duration) {
-	return p.cfg.PropagationTimeout, p.cfg.PollingInterval
+	return p.api.timeout()
 }
 
 // call POSTs in as JSON to path and decodes the answer into out, or returns
@@ -194,23 +164,12 @@ func (p *NativeProvider) call(ctx context.Context, path string, in any, want int
 	if err != nil {
 		return fmt.Errorf("native provider: POST %s: %w", path, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.BaseURL+path, bytes.NewReader(body))
+	status, msg, err := p.api.do(ctx, http.MethodPost, path, bytes.NewReader(body), 64<<10)
 	if err != nil {
 		return fmt.Errorf("native provider: POST %s: %w", path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("native provider: POST %s: %w", path, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	msg, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return fmt.Errorf("native provider: POST %s: read the answer: %w", path, err)
-	}
-	if resp.StatusCode != want {
-		e := &APIError{Method: http.MethodPost, Path: path, Status: resp.StatusCode, Body: strings.TrimSpace(string(msg[:min(len(msg), 4096)]))}
+	if status != want {
+		e := &APIError{Method: http.MethodPost, Path: path, Status: status, Body: strings.TrimSpace(string(msg[:min(len(msg), 4096)]))}
 		var prob struct {
 			Code string `json:"code"`
 		}

@@ -37,23 +37,6 @@ type HubProviderConfig struct {
 	PropagationTimeout, PollingInterval time.Duration
 }
 
-func (c HubProviderConfig) validate() error {
-	var errs []error
-	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("base url %q: want http(s)://host:port", c.BaseURL))
-	}
-	if c.Token == "" {
-		errs = append(errs, errors.New("token: empty"))
-	}
-	if len(c.Names) == 0 {
-		errs = append(errs, errors.New("names: no domain mapped to a hub name"))
-	}
-	if c.RequestTimeout < 0 || c.PropagationTimeout < 0 || c.PollingInterval < 0 {
-		errs = append(errs, errors.New("timeouts: negative"))
-	}
-	return errors.Join(errs...)
-}
-
 // HubProvider is a lego DNS-01 challenge.Provider that publishes values
 // through acmehub's native record API: Present adds the value
 // (POST /api/v1/records/{name}), CleanUp removes that one value
@@ -66,8 +49,8 @@ func (c HubProviderConfig) validate() error {
 // through lego's recursive nameservers: call it through ObtainCertificate,
 // which points them at the test's Resolver. Safe for concurrent use.
 type HubProvider struct {
-	cfg    HubProviderConfig
-	client *http.Client
+	api   apiClient
+	names map[string]string // domain -> name in the hub zone
 }
 
 var (
@@ -77,25 +60,14 @@ var (
 
 // NewHubProvider checks cfg and returns a provider.
 func NewHubProvider(cfg HubProviderConfig) (*HubProvider, error) {
-	if err := cfg.validate(); err != nil {
+	api, errs := newAPIClient(cfg.BaseURL, cfg.Token, cfg.HTTPClient, cfg.RequestTimeout, cfg.PropagationTimeout, cfg.PollingInterval)
+	if len(cfg.Names) == 0 {
+		errs = append(errs, errors.New("names: no domain mapped to a hub name"))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("hub provider: %w", err)
 	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	cfg.Names = copyMap(cfg.Names)
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	if cfg.PropagationTimeout == 0 {
-		cfg.PropagationTimeout = 30 * time.Second
-	}
-	if cfg.PollingInterval == 0 {
-		cfg.PollingInterval = 100 * time.Millisecond
-	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = &http.Client{Transport: &http.Transport{Proxy: nil}}
-	}
-	return &HubProvider{cfg: cfg, client: client}, nil
+	return &HubProvider{api: api, names: copyMap(cfg.Names)}, nil
 }
 
 func copyMap(m map[string]string) map[string]string {
@@ -134,12 +106,12 @@ func (p *HubProvider) CleanUp(domain, _, keyAuth string) error {
 // Timeout tells lego how long to wait for propagation and how often to
 // check. Implements challenge.ProviderTimeout.
 func (p *HubProvider) Timeout() (timeout, interval time.Duration) {
-	return p.cfg.PropagationTimeout, p.cfg.PollingInterval
+	return p.api.timeout()
 }
 
 func (p *HubProvider) name(domain string) (string, error) {
 	d := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(domain, "*."), "."))
-	name, ok := p.cfg.Names[d]
+	name, ok := p.names[d]
 	if !ok {
 		return "", fmt.Errorf("hub provider: no hub name for domain %q", domain)
 	}
@@ -147,24 +119,14 @@ func (p *HubProvider) name(domain string) (string, error) {
 }
 
 func (p *HubProvider) call(method, path string, body io.Reader, want int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.api.requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, p.cfg.BaseURL+path, body)
+	status, msg, err := p.api.do(ctx, method, path, body, 4096)
 	if err != nil {
 		return fmt.Errorf("hub provider: %s %s: %w", method, path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("hub provider: %s %s: %w", method, path, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != want {
-		return fmt.Errorf("hub provider: %s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, strings.TrimSpace(string(msg)))
+	if status != want {
+		return fmt.Errorf("hub provider: %s %s: status %d, want %d: %s", method, path, status, want, strings.TrimSpace(string(msg)))
 	}
 	return nil
 }
