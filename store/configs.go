@@ -44,6 +44,11 @@ type ChallengeConfig struct {
 	// 0 means none.
 	CredentialID int64
 
+	// Engine is how an upstream provider is driven: "" (the hub picks:
+	// the value-level driver where the provider has one, else lego),
+	// EngineValue or EngineLego. Always "" for ProviderDelegated.
+	Engine string
+
 	// Rule is the domain match rule; stored (and returned) in canonical
 	// form (rules.Rule.String). An empty rule is invalid: "*" matches
 	// every domain. Ties with other configs are the caller's check (see
@@ -76,6 +81,12 @@ func (c *ChallengeConfig) normalize() error {
 	if c.CredentialID < 0 {
 		errs = append(errs, fmt.Errorf("credential id %d is negative", c.CredentialID))
 	}
+	switch {
+	case c.Engine != "" && c.Engine != EngineValue && c.Engine != EngineLego:
+		errs = append(errs, fmt.Errorf("engine %q: want %q, %q or none", c.Engine, EngineValue, EngineLego))
+	case c.Engine != "" && c.Provider == ProviderDelegated:
+		errs = append(errs, fmt.Errorf("engine %q: provider %q has none", c.Engine, ProviderDelegated))
+	}
 	if rule, err := canonicalRule("rule", c.Rule); err != nil {
 		errs = append(errs, err)
 	} else {
@@ -103,13 +114,13 @@ func validateProvider(p string) error {
 	return nil
 }
 
-const configCols = `id, name, challenge_type, provider, credential_id, rule, ttl, lifetime, created_at, updated_at, created_by`
+const configCols = `id, name, challenge_type, provider, credential_id, upstream_engine, rule, ttl, lifetime, created_at, updated_at, created_by`
 
 func scanConfig(s scanner) (ChallengeConfig, error) {
 	var c ChallengeConfig
 	var cred sql.NullInt64
 	var ttl, lifetime, created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &c.ChallengeType, &c.Provider, &cred, &c.Rule, &ttl, &lifetime,
+	if err := s.Scan(&c.ID, &c.Name, &c.ChallengeType, &c.Provider, &cred, &c.Engine, &c.Rule, &ttl, &lifetime,
 		&created, &updated, &c.CreatedBy); err != nil {
 		return ChallengeConfig{}, err
 	}
@@ -203,14 +214,14 @@ func (w *wtx) saveConfig(c ChallengeConfig, check func(existing []ChallengeConfi
 	)
 	if c.ID == 0 {
 		got, err = scanConfig(w.queryRow(`INSERT INTO managed_challenges (name, challenge_type, provider, credential_id,
-				rule, ttl, lifetime, created_at, updated_at, created_by)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+configCols,
-			c.Name, c.ChallengeType, c.Provider, nullID(c.CredentialID), c.Rule, ttl, lifetime, now, now, c.CreatedBy))
+				upstream_engine, rule, ttl, lifetime, created_at, updated_at, created_by)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+configCols,
+			c.Name, c.ChallengeType, c.Provider, nullID(c.CredentialID), c.Engine, c.Rule, ttl, lifetime, now, now, c.CreatedBy))
 	} else {
 		got, err = scanConfig(w.queryRow(`UPDATE managed_challenges SET name = ?, challenge_type = ?, provider = ?,
-				credential_id = ?, rule = ?, ttl = ?, lifetime = ?, updated_at = ?
+				credential_id = ?, upstream_engine = ?, rule = ?, ttl = ?, lifetime = ?, updated_at = ?
 			WHERE id = ? RETURNING `+configCols,
-			c.Name, c.ChallengeType, c.Provider, nullID(c.CredentialID), c.Rule, ttl, lifetime, now, c.ID))
+			c.Name, c.ChallengeType, c.Provider, nullID(c.CredentialID), c.Engine, c.Rule, ttl, lifetime, now, c.ID))
 	}
 	if err != nil {
 		return ChallengeConfig{}, sqlErr(err)

@@ -163,8 +163,9 @@ func (db *DB) ReplaceCredentialFields(ctx context.Context, id int64, fieldNames 
 
 // DeleteCredential deletes a credential and returns it as it was. One a
 // managed challenge config refers to fails with ErrInUse naming the
-// config; an unknown id with ErrNotFound. It bumps the "credentials"
-// generation.
+// config, and so does one that upstream records (in any state) were
+// written with, naming how many: removing them needs it. An unknown id
+// fails with ErrNotFound. It bumps the "credentials" generation.
 func (db *DB) DeleteCredential(ctx context.Context, id int64) (Credential, error) {
 	var out Credential
 	_, err := db.write(ctx, "delete credential", func(w *wtx) error {
@@ -184,8 +185,23 @@ func (db *DB) DeleteCredential(ctx context.Context, id int64) (Credential, error
 		if err != nil {
 			return fmt.Errorf("store: delete credential %d: %w", id, err)
 		}
+		var records int
+		if err := w.queryRow(`SELECT count(*) FROM upstream_records WHERE credential_id = ?`, id).Scan(&records); err != nil {
+			return fmt.Errorf("store: delete credential %d: %w", id, err)
+		}
+		var why []string
 		if len(users) > 0 {
-			return fmt.Errorf("store: delete credential %d: %w: managed challenge %s refers to it", id, ErrInUse, strings.Join(users, ", "))
+			why = append(why, "managed challenge "+strings.Join(users, ", ")+" refers to it")
+		}
+		if records > 0 {
+			noun := "records were"
+			if records == 1 {
+				noun = "record was"
+			}
+			why = append(why, fmt.Sprintf("%d upstream %s written with it and not yet removed or forgotten", records, noun))
+		}
+		if len(why) > 0 {
+			return fmt.Errorf("store: delete credential %d: %w: %s", id, ErrInUse, strings.Join(why, "; "))
 		}
 		if _, err := w.exec(`DELETE FROM upstream_credentials WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("store: delete credential %d: %w", id, err)

@@ -1,0 +1,389 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/acmehub/acmehub/internal/zone"
+)
+
+// Upstream record states (see migrations/0006).
+const (
+	UpstreamAdding   = "adding"   // the provider call is in flight (or the process died during it)
+	UpstreamLive     = "live"     // published; removed on clean-up or at ExpiresAt
+	UpstreamRemoving = "removing" // removal due at NextAttemptAt (retried with backoff)
+	UpstreamFailed   = "failed"   // removal given up: reported until an admin retries or forgets it
+)
+
+// Upstream engines: how a record was written.
+const (
+	EngineValue = "value" // a value-level driver (internal/upstream/<code>)
+	EngineLego  = "lego"  // a lego provider in a worker process (needs KeyAuth)
+)
+
+// UpstreamRecord is a TXT value the hub wrote into a domain's own DNS
+// through an upstream provider. It is persisted before the provider is
+// called, so no value is forgotten: what is not cleaned up is retried,
+// across restarts, and reported when it cannot be.
+type UpstreamRecord struct {
+	ID           int64
+	ConfigID     int64 // the config that allowed it (may since be deleted)
+	CredentialID int64 // the credential that wrote it; removal uses the same
+	Provider     string
+	Engine       string // EngineValue or EngineLego
+	Domain       string // base domain (lego's "domain": no "*.", no final dot)
+	FQDN         string // the record name written: "_acme-challenge.<domain>."
+	Value        string
+	KeyAuth      string // EngineLego only: lego's CleanUp needs it (not a secret: the CA publishes it)
+	TTL          uint32
+	State        string
+	Attempts     int    // failed removal attempts so far
+	LastError    string // the last failure (never secrets)
+	CreatedBy    string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time // removed then, whether or not the client cleans up
+	// NextAttemptAt is when a removing record is tried next.
+	NextAttemptAt time.Time
+}
+
+// BeginUpstreamRecord persists r in state UpstreamAdding before the
+// provider is called. If a record with the same credential, FQDN and value
+// exists it is returned instead, its ExpiresAt extended to r's, its state
+// kept unless it was removing or failed (then adding again), and existing
+// is true. With exclusive (providers that replace the whole TXT set), a
+// record of another value at the same credential and FQDN in state adding
+// or live makes it fail with ErrConflict and return that record.
+func (db *DB) BeginUpstreamRecord(ctx context.Context, r UpstreamRecord, exclusive bool) (rec UpstreamRecord, existing bool, err error) {
+	if err := r.validateNew(); err != nil {
+		return UpstreamRecord{}, false, fmt.Errorf("store: begin upstream record %s: %w: %w", r.FQDN, ErrInvalid, err)
+	}
+	var conflict bool
+	_, err = db.write(ctx, "begin upstream record", func(w *wtx) error {
+		var werr error
+		rec, existing, conflict, werr = w.beginUpstream(r, exclusive)
+		if werr != nil {
+			return fmt.Errorf("store: begin upstream record %s: %w", r.FQDN, werr)
+		}
+		if conflict {
+			return fmt.Errorf("store: begin upstream record %s: %w: record %d of another value is %s there, and the provider replaces the whole set",
+				r.FQDN, ErrConflict, rec.ID, rec.State)
+		}
+		return nil
+	})
+	switch {
+	case conflict && errors.Is(err, ErrConflict):
+		return rec, false, err
+	case err != nil:
+		return UpstreamRecord{}, false, err
+	}
+	return rec, existing, nil
+}
+
+// SetUpstreamRecordState moves a record to state (any of the four), with
+// its failed attempts, last error and next attempt time. ErrNotFound if it
+// is gone.
+func (db *DB) SetUpstreamRecordState(ctx context.Context, id int64, state string, attempts int, lastError string, next time.Time) error {
+	if !slices.Contains(upstreamStates, state) {
+		return fmt.Errorf("store: set upstream record %d: %w: state %q unknown", id, ErrInvalid, state)
+	}
+	if attempts < 0 {
+		return fmt.Errorf("store: set upstream record %d: %w: attempts %d is negative", id, ErrInvalid, attempts)
+	}
+	lastError = capLastError(lastError)
+	_, err := db.write(ctx, "set upstream record", func(w *wtx) error {
+		res, err := w.exec(`UPDATE upstream_records SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?`,
+			state, attempts, lastError, milliOrZero(next), id)
+		if err != nil {
+			return fmt.Errorf("store: set upstream record %d: %w", id, sqlErr(err))
+		}
+		return affectedOne(res, "set upstream record", id)
+	})
+	return err
+}
+
+// DeleteUpstreamRecord forgets a record (removed upstream, or an admin
+// gave up on it); ErrNotFound if it is gone.
+func (db *DB) DeleteUpstreamRecord(ctx context.Context, id int64) error {
+	_, err := db.write(ctx, "delete upstream record", func(w *wtx) error {
+		res, err := w.exec(`DELETE FROM upstream_records WHERE id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("store: delete upstream record %d: %w", id, err)
+		}
+		return affectedOne(res, "delete upstream record", id)
+	})
+	return err
+}
+
+// UpstreamRecord returns one record by id, or ErrNotFound.
+func (db *DB) UpstreamRecord(ctx context.Context, id int64) (UpstreamRecord, error) {
+	r, err := scanUpstream(db.r.QueryRowContext(ctx, `SELECT `+upstreamCols+` FROM upstream_records WHERE id = ?`, id))
+	if err != nil {
+		return UpstreamRecord{}, fmt.Errorf("store: upstream record %d: %w", id, notFound(err))
+	}
+	return r, nil
+}
+
+// UpstreamRecordsAt returns the records at fqdn with that value (any
+// credential, any state), by id; value "" means every value at fqdn.
+func (db *DB) UpstreamRecordsAt(ctx context.Context, fqdn, value string) ([]UpstreamRecord, error) {
+	q, args := `SELECT `+upstreamCols+` FROM upstream_records WHERE fqdn = ? AND value = ? ORDER BY id`, []any{fqdn, value}
+	if value == "" {
+		q, args = `SELECT `+upstreamCols+` FROM upstream_records WHERE fqdn = ? ORDER BY id`, []any{fqdn}
+	}
+	rs, err := queryUpstream(ctx, db.r, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: upstream records at %s: %w", fqdn, err)
+	}
+	return rs, nil
+}
+
+// DueUpstreamRecords returns at most limit records needing work at now, by
+// id: live ones past ExpiresAt, removing ones past NextAttemptAt, and
+// adding ones created before staleAdding (their process died mid-call).
+func (db *DB) DueUpstreamRecords(ctx context.Context, now, staleAdding time.Time, limit int) ([]UpstreamRecord, error) {
+	if err := checkUpstreamLimit(limit); err != nil {
+		return nil, fmt.Errorf("store: due upstream records: %w: %w", ErrInvalid, err)
+	}
+	// Each branch of the OR searches its own (state, time) index of 0006.
+	rs, err := queryUpstream(ctx, db.r, `SELECT `+upstreamCols+` FROM upstream_records
+		WHERE (state = 'live' AND expires_at <= ?)
+			OR (state = 'removing' AND next_attempt_at <= ?)
+			OR (state = 'adding' AND created_at < ?)
+		ORDER BY id LIMIT ?`, now.UnixMilli(), now.UnixMilli(), staleAdding.UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: due upstream records: %w", err)
+	}
+	return rs, nil
+}
+
+// ListUpstreamRecords pages through records by id after afterID; state ""
+// means every state.
+func (db *DB) ListUpstreamRecords(ctx context.Context, state string, afterID int64, limit int) ([]UpstreamRecord, error) {
+	if state != "" && !slices.Contains(upstreamStates, state) {
+		return nil, fmt.Errorf("store: list upstream records: %w: state %q unknown", ErrInvalid, state)
+	}
+	if err := checkUpstreamLimit(limit); err != nil {
+		return nil, fmt.Errorf("store: list upstream records: %w: %w", ErrInvalid, err)
+	}
+	q, args := `SELECT `+upstreamCols+` FROM upstream_records WHERE id > ? ORDER BY id LIMIT ?`, []any{afterID, limit}
+	if state != "" {
+		q, args = `SELECT `+upstreamCols+` FROM upstream_records WHERE state = ? AND id > ? ORDER BY id LIMIT ?`, []any{state, afterID, limit}
+	}
+	rs, err := queryUpstream(ctx, db.r, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list upstream records: %w", err)
+	}
+	return rs, nil
+}
+
+// CountUpstreamRecords returns the number of records per state (every
+// state present, zero included).
+func (db *DB) CountUpstreamRecords(ctx context.Context) (map[string]int, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT state, count(*) FROM upstream_records GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("store: count upstream records: %w", err)
+	}
+	type count struct {
+		state string
+		n     int
+	}
+	cs, err := collect(rows, func(s scanner) (count, error) {
+		var c count
+		return c, s.Scan(&c.state, &c.n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: count upstream records: %w", err)
+	}
+	out := make(map[string]int, len(upstreamStates))
+	for _, st := range upstreamStates {
+		out[st] = 0
+	}
+	for _, c := range cs {
+		out[c.state] = c.n
+	}
+	return out, nil
+}
+
+// Limits of upstream record fields.
+const (
+	maxKeyAuth      = 1024
+	maxLastError    = 512 // bytes; longer errors are cut, not refused
+	maxUpstreamPage = 10_000
+)
+
+var upstreamStates = []string{UpstreamAdding, UpstreamLive, UpstreamRemoving, UpstreamFailed}
+
+// validateNew checks what BeginUpstreamRecord stores from r; the fields
+// the store sets (state, attempts, times but ExpiresAt) are ignored.
+func (r *UpstreamRecord) validateNew() error {
+	var errs []error
+	if r.ID != 0 {
+		errs = append(errs, fmt.Errorf("id %d given", r.ID))
+	}
+	if r.ConfigID <= 0 {
+		errs = append(errs, fmt.Errorf("config id %d: want > 0", r.ConfigID))
+	}
+	if r.CredentialID <= 0 {
+		errs = append(errs, fmt.Errorf("credential id %d: want > 0", r.CredentialID))
+	}
+	errs = append(errs, validateProvider(r.Provider))
+	if r.Engine != EngineValue && r.Engine != EngineLego {
+		errs = append(errs, fmt.Errorf("engine %q: want %q or %q", r.Engine, EngineValue, EngineLego))
+	}
+	// A domain is a name without the final dot (and so without "*.").
+	if r.Domain == "" || strings.HasSuffix(r.Domain, ".") || ValidateName(r.Domain+".") != nil {
+		errs = append(errs, fmt.Errorf("domain %q: want a lower-case name without the final dot", r.Domain))
+	}
+	if err := ValidateName(r.FQDN); err != nil {
+		errs = append(errs, fmt.Errorf("fqdn: %w", err))
+	}
+	if err := zone.ValidateValue(r.Value); err != nil {
+		errs = append(errs, fmt.Errorf("value: %w", err))
+	}
+	if err := validateKeyAuth(r.KeyAuth); err != nil {
+		errs = append(errs, err)
+	} else if r.Engine == EngineLego && r.KeyAuth == "" {
+		errs = append(errs, errors.New("key authorization: required by engine lego (its clean-up needs it)"))
+	}
+	if r.TTL > maxTTL {
+		errs = append(errs, fmt.Errorf("ttl %d: at most %d", r.TTL, maxTTL))
+	}
+	if r.ExpiresAt.IsZero() {
+		errs = append(errs, errors.New("expiry is required"))
+	}
+	errs = append(errs, validateCreatedBy(r.CreatedBy))
+	return errors.Join(errs...)
+}
+
+// validateKeyAuth checks the shape of a key authorization (RFC 8555
+// section 8.1: token "." thumbprint, both base64url), loosely: printable
+// ASCII without spaces, at most maxKeyAuth bytes.
+func validateKeyAuth(ka string) error {
+	if len(ka) > maxKeyAuth {
+		return fmt.Errorf("key authorization: %d bytes, at most %d", len(ka), maxKeyAuth)
+	}
+	for i := 0; i < len(ka); i++ {
+		if c := ka[i]; c <= 0x20 || c >= 0x7f {
+			return fmt.Errorf("key authorization: byte %d is a space, control or non-ASCII character", i)
+		}
+	}
+	return nil
+}
+
+// capLastError cuts s to maxLastError bytes, at a UTF-8 boundary: an
+// error message is worth keeping even when it is long.
+func capLastError(s string) string {
+	if len(s) <= maxLastError {
+		return s
+	}
+	i := maxLastError
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+func checkUpstreamLimit(limit int) error {
+	if limit <= 0 || limit > maxUpstreamPage {
+		return fmt.Errorf("limit %d, want 1 to %d", limit, maxUpstreamPage)
+	}
+	return nil
+}
+
+// milliOrZero stores a zero time as 0 (fromMilli reads it back as zero).
+func milliOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// affectedOne turns "no row changed" into ErrNotFound.
+func affectedOne(res sql.Result, op string, id int64) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: %s %d: %w", op, id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: %s %d: %w", op, id, ErrNotFound)
+	}
+	return nil
+}
+
+const upstreamCols = `id, config_id, credential_id, provider, engine, domain, fqdn, value, key_auth, ttl, state,
+	attempts, last_error, created_by, created_at, expires_at, next_attempt_at`
+
+func scanUpstream(s scanner) (UpstreamRecord, error) {
+	var r UpstreamRecord
+	var ttl, created, expires, next int64
+	if err := s.Scan(&r.ID, &r.ConfigID, &r.CredentialID, &r.Provider, &r.Engine, &r.Domain, &r.FQDN, &r.Value,
+		&r.KeyAuth, &ttl, &r.State, &r.Attempts, &r.LastError, &r.CreatedBy, &created, &expires, &next); err != nil {
+		return UpstreamRecord{}, err
+	}
+	var err error
+	if r.TTL, err = ttlFromDB(ttl); err != nil {
+		return UpstreamRecord{}, fmt.Errorf("upstream record %d: %w", r.ID, err)
+	}
+	r.CreatedAt, r.ExpiresAt, r.NextAttemptAt = fromMilli(created), fromMilli(expires), fromMilli(next)
+	return r, nil
+}
+
+func queryUpstream(ctx context.Context, q queryer, query string, args ...any) ([]UpstreamRecord, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanUpstream)
+}
+
+// beginUpstream is BeginUpstreamRecord inside the writer's transaction, so
+// that the checks and the insert cannot be raced. With conflict true, rec
+// is the conflicting record and nothing was written.
+func (w *wtx) beginUpstream(r UpstreamRecord, exclusive bool) (rec UpstreamRecord, existing, conflict bool, err error) {
+	if exclusive {
+		c, err := scanUpstream(w.queryRow(`SELECT `+upstreamCols+` FROM upstream_records
+			WHERE credential_id = ? AND fqdn = ? AND value <> ? AND state IN ('adding', 'live') ORDER BY id LIMIT 1`,
+			r.CredentialID, r.FQDN, r.Value))
+		if err == nil {
+			return c, false, true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return UpstreamRecord{}, false, false, err
+		}
+	}
+	old, err := scanUpstream(w.queryRow(`SELECT `+upstreamCols+` FROM upstream_records
+		WHERE credential_id = ? AND fqdn = ? AND value = ?`, r.CredentialID, r.FQDN, r.Value))
+	now, expires := w.now.UnixMilli(), r.ExpiresAt.UnixMilli()
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		rec, err = scanUpstream(w.queryRow(`INSERT INTO upstream_records (config_id, credential_id, provider, engine,
+				domain, fqdn, value, key_auth, ttl, state, created_by, created_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'adding', ?, ?, ?) RETURNING `+upstreamCols,
+			r.ConfigID, r.CredentialID, r.Provider, r.Engine, r.Domain, r.FQDN, r.Value, r.KeyAuth, int64(r.TTL),
+			r.CreatedBy, now, expires))
+		return rec, false, false, sqlErr(err)
+	case err != nil:
+		return UpstreamRecord{}, false, false, err
+	case old.State == UpstreamAdding || old.State == UpstreamLive:
+		// Still there (or being written): only the expiry moves, never back.
+		rec, err = scanUpstream(w.queryRow(`UPDATE upstream_records SET expires_at = max(expires_at, ?)
+			WHERE id = ? RETURNING `+upstreamCols, expires, old.ID))
+		return rec, true, false, err
+	default:
+		// Being removed or given up: the caller writes it again, as r
+		// says, so the row becomes r's. created_at restarts, or the
+		// sweeper would take the new call for a stale one.
+		rec, err = scanUpstream(w.queryRow(`UPDATE upstream_records SET config_id = ?, provider = ?, engine = ?,
+				domain = ?, key_auth = ?, ttl = ?, state = 'adding', attempts = 0, last_error = '', created_by = ?,
+				created_at = ?, expires_at = max(expires_at, ?), next_attempt_at = 0
+			WHERE id = ? RETURNING `+upstreamCols,
+			r.ConfigID, r.Provider, r.Engine, r.Domain, r.KeyAuth, int64(r.TTL), r.CreatedBy, now, expires, old.ID))
+		return rec, true, false, sqlErr(err)
+	}
+}
