@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 .PHONY: build run test bench fuzz vet lint cover tidy-check check clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/acmehub
+	CGO_ENABLED=0 $(GO) build -trimpath -tags allproviders -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/acmehub
 
 # The embedded default: a SQLite file in ./acmehub-data, zone acme.test,
 # DNS on 127.0.0.1:8053, API on 127.0.0.1:8555.

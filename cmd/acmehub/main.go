@@ -17,6 +17,9 @@ import (
 var version = "dev"
 
 func main() {
+	if code, ok := legoWorker(os.Args); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()

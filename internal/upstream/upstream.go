@@ -22,6 +22,17 @@ type Driver interface {
 	Remove(ctx context.Context, fqdn, value string) error
 }
 
+// KeyAuthDriver is a lego provider behind a worker process: it needs the
+// key authorization (it computes the TXT value itself) and writes
+// _acme-challenge.<domain>. Implementations are safe for concurrent use.
+type KeyAuthDriver interface {
+	// Present publishes base64url(SHA-256(keyAuth)) at
+	// _acme-challenge.<domain>; domain has no "*." and no final dot.
+	Present(ctx context.Context, domain, keyAuth string) error
+	// CleanUp removes what Present published.
+	CleanUp(ctx context.Context, domain, keyAuth string) error
+}
+
 // Options are the hub's settings a driver uses.
 type Options struct {
 	// Timeout bounds one call to the provider; 0 means 30 s.
