@@ -65,6 +65,8 @@ type Service interface {
 	PropagationService
 	// Stored upstream credentials, write-only (credentials.go).
 	CredentialService
+	// Values written into domains' own DNS (upstream_records.go).
+	UpstreamRecordService
 }
 
 // Config holds the API's settings.
@@ -190,6 +192,9 @@ func (a *API) routes() {
 	v1("/credentials/{id}", a.getCredential, http.MethodGet)
 	v1("/credentials/{id}", a.replaceCredential, http.MethodPut)
 	v1("/credentials/{id}", a.deleteCredential, http.MethodDelete)
+	v1("/upstream-records", a.listUpstreamRecords, http.MethodGet)
+	v1("/upstream-records/{id}/retry", a.retryUpstreamRecord, http.MethodPost)
+	v1("/upstream-records/{id}", a.forgetUpstreamRecord, http.MethodDelete)
 	v1("/providers", a.listProviders, http.MethodGet)
 	v1("/providers/{code}", a.getProvider, http.MethodGet)
 

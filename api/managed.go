@@ -18,6 +18,9 @@ type ManagedChallengeJSON struct {
 	Name          string    `json:"name"`
 	ChallengeType string    `json:"challenge_type"`
 	Provider      string    `json:"provider"`
+	Credential    string    `json:"credential,omitempty"` // upstream: the stored credential's name
+	CredentialID  int64     `json:"credential_id,omitempty"`
+	Engine        string    `json:"engine,omitempty"` // upstream: "" automatic, "value" or "lego"
 	Rule          string    `json:"rule"`
 	TTL           int64     `json:"ttl"`
 	Lifetime      int64     `json:"lifetime"`
@@ -31,7 +34,9 @@ type ManagedChallengeJSON struct {
 type managedChallengeRequest struct {
 	Name          string `json:"name"`
 	ChallengeType string `json:"challenge_type"` // "" or "dns-01"
-	Provider      string `json:"provider"`       // "" or "delegated"
+	Provider      string `json:"provider"`       // "" or "delegated", or an upstream provider code
+	Credential    string `json:"credential"`     // upstream: a stored credential's name (or id)
+	Engine        string `json:"engine"`         // upstream: "" (automatic), "value" or "lego"
 	Rule          string `json:"rule"`
 	TTL           int64  `json:"ttl"`
 	Lifetime      int64  `json:"lifetime"`
@@ -40,7 +45,8 @@ type managedChallengeRequest struct {
 // ToManagedJSON is a managed challenge config in its wire form (shared with the CLI's --json).
 func ToManagedJSON(c hub.ManagedChallenge) ManagedChallengeJSON {
 	return ManagedChallengeJSON{
-		ID: c.ID, Name: c.Name, ChallengeType: c.ChallengeType, Provider: c.Provider, Rule: c.Rule,
+		ID: c.ID, Name: c.Name, ChallengeType: c.ChallengeType, Provider: c.Provider, Credential: c.Credential,
+		CredentialID: c.CredentialID, Engine: c.Engine, Rule: c.Rule,
 		TTL: int64(c.TTL / time.Second), Lifetime: int64(c.Lifetime / time.Second),
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), CreatedBy: c.CreatedBy,
 	}
@@ -56,8 +62,8 @@ func (body managedChallengeRequest) toHub() (hub.ManagedChallengeRequest, error)
 		return hub.ManagedChallengeRequest{}, err
 	}
 	return hub.ManagedChallengeRequest{
-		Name: body.Name, ChallengeType: body.ChallengeType, Provider: body.Provider, Rule: body.Rule,
-		TTL: ttl, Lifetime: lifetime,
+		Name: body.Name, ChallengeType: body.ChallengeType, Provider: body.Provider, Credential: body.Credential,
+		Engine: body.Engine, Rule: body.Rule, TTL: ttl, Lifetime: lifetime,
 	}, nil
 }
 

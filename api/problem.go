@@ -32,6 +32,7 @@ const (
 	codeMethod          = "method_not_allowed"
 	codeRateLimited     = "rate_limited"
 	codeUnsupported     = "not_implemented"
+	codeUpstream        = "upstream_failed"
 )
 
 func writeProblem(w http.ResponseWriter, status int, code, detail string) {
@@ -84,6 +85,12 @@ func errorProblem(err error) (p problem, internal bool) {
 		status, code, detail = http.StatusTooManyRequests, codeRateLimited, "too many failed authentications; try again later"
 	case errors.Is(err, hub.ErrUnsupported):
 		status, code, detail = http.StatusNotImplemented, codeUnsupported, err.Error()
+	case errors.Is(err, hub.ErrConflict):
+		status, code, detail = http.StatusConflict, codeConflict, err.Error()
+	case errors.Is(err, hub.ErrUpstream):
+		// The provider's own error, which drivers keep free of secrets:
+		// the client needs it to see why its domain's DNS refused.
+		status, code, detail = http.StatusBadGateway, codeUpstream, err.Error()
 	default:
 		internal = true
 	}

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/acmehub/acmehub/internal/hub"
+	"github.com/acmehub/acmehub/internal/upstream"
+	"github.com/acmehub/acmehub/internal/upstream/legoworker"
+	"github.com/acmehub/acmehub/internal/upstream/registry"
 	"github.com/acmehub/acmehub/internal/zone"
 	"github.com/acmehub/acmehub/store"
 )
@@ -45,7 +48,7 @@ type adminVerb struct {
 }
 
 func adminGroups() []adminGroup {
-	return []adminGroup{principalGroup(), roleGroup(), tokenGroup(), managedGroup(), delegationGroup(), auditGroup()}
+	return []adminGroup{principalGroup(), roleGroup(), tokenGroup(), managedGroup(), delegationGroup(), upstreamRecordGroup(), auditGroup()}
 }
 
 // groupCommand turns a group into a top-level command.
@@ -297,6 +300,9 @@ type adminSession struct {
 	zone   string
 	stdout io.Writer
 	json   bool
+	// pool runs lego's providers should a command call one (retrying an
+	// upstream record's removal); nothing starts otherwise.
+	pool *legoworker.Pool
 }
 
 // open opens the database and key file as serve does (a new database gets
@@ -366,6 +372,7 @@ func (c *adminCmd) open(ctx context.Context) (*adminSession, error) {
 		fmt.Fprintf(c.e.stderr, "acmehub: created a new database %s with the key file %s\n", dbFile, keyFile)
 	}
 	actor := "cli:" + osUser(c.e.getenv)
+	pool := legoworker.NewPool(legoworker.PoolConfig{Resolvers: checks.cfg.Recursive})
 	svc := hub.New(auditAsCLI{DB: db, actor: actor}, kr, hub.Config{
 		Zone:               zoneName,
 		DefaultTTL:         ttl,
@@ -375,16 +382,22 @@ func (c *adminCmd) open(ctx context.Context) (*adminSession, error) {
 		Logger:             slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		DNSCheck:           checks.client(),
 		UnusedAfter:        checks.unusedAfter,
+		Upstreams:          registry.New(upstream.Options{}, pool),
 	})
 	ok = true
 	return &adminSession{
-		db: db, svc: svc, zone: zoneName, stdout: c.e.stdout, json: *c.json,
+		db: db, svc: svc, zone: zoneName, stdout: c.e.stdout, json: *c.json, pool: pool,
 		grant: hub.Grant{Principal: hub.Principal{Name: actor}, Assignments: []hub.Assignment{{Role: hub.RoleAdmin}}},
 	}, nil
 }
 
-// Close closes the database.
-func (s *adminSession) Close() error { return s.db.Close() }
+// Close stops any lego worker and closes the database.
+func (s *adminSession) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = s.pool.Close(ctx) // workers only run a removal's retry; the database matters more
+	return s.db.Close()
+}
 
 // withSession opens a session, runs f and closes the session, reporting
 // the first error.

@@ -32,7 +32,7 @@ func managedGroup() adminGroup {
 
 // managedFlags are the fields create and update share.
 type managedFlags struct {
-	rule, ttl, lifetime, provider *string
+	rule, ttl, lifetime, provider, credential, engine *string
 }
 
 func addManagedFlags(c *adminCmd, ruleUsage string) managedFlags {
@@ -41,7 +41,13 @@ func addManagedFlags(c *adminCmd, ruleUsage string) managedFlags {
 		ttl:  c.stringFlag("ttl", "DURATION", "", "TTL of the TXT records, whole seconds, e.g. 60s (default: the server's --txt-ttl)"),
 		lifetime: c.stringFlag("lifetime", "DURATION", "",
 			"how long a value lives before the sweep removes it, e.g. 1h (default: the server's --value-lifetime)"),
-		provider: c.stringFlag("provider", "PROVIDER", "", "how values are published: delegated (the only one for now; default)"),
+		provider: c.stringFlag("provider", "PROVIDER", "",
+			"how values are published: delegated (default: served by the hub through a CNAME), or an upstream provider's code "+
+				"(`acmehub providers list`) writing into the domain's own DNS"),
+		credential: c.stringFlag("credential", "NAME", "", "upstream: the stored credential to write with (`acmehub credential create`)"),
+		engine: c.stringFlag("engine", "ENGINE", "",
+			"upstream: value (the hub's own driver: rfc2136, cloudflare, route53; any client) or lego (lego's provider "+
+				"in a worker process; clients must send the key authorization); default: value where the provider has it"),
 	}
 }
 
@@ -87,7 +93,8 @@ func managedCreate(ctx context.Context, args []string, e env) error {
 	}
 	return c.withSession(ctx, func(s *adminSession) error {
 		m, err := s.svc.CreateManagedChallenge(ctx, s.grant, hub.ManagedChallengeRequest{
-			Name: *name, Provider: *f.provider, Rule: *f.rule, TTL: ttl, Lifetime: lifetime,
+			Name: *name, Provider: *f.provider, Credential: *f.credential, Engine: *f.engine, Rule: *f.rule,
+			TTL: ttl, Lifetime: lifetime,
 		})
 		if err != nil {
 			return err
@@ -95,7 +102,7 @@ func managedCreate(ctx context.Context, args []string, e env) error {
 		if s.json {
 			return s.printJSON(api.ToManagedJSON(m))
 		}
-		fmt.Fprintf(s.stdout, "created managed challenge %q (id %d): %s for %s\n", m.Name, m.ID, m.Provider, m.Rule)
+		fmt.Fprintf(s.stdout, "created managed challenge %q (id %d): %s for %s\n", m.Name, m.ID, providerText(m), m.Rule)
 		return nil
 	})
 }
@@ -120,7 +127,7 @@ func managedList(ctx context.Context, args []string, e env) error {
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tNAME\tPROVIDER\tTTL\tLIFETIME\tRULE")
 		for _, m := range ms {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Name, m.Provider, durText(m.TTL), durText(m.Lifetime), m.Rule)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Name, providerText(m), durText(m.TTL), durText(m.Lifetime), m.Rule)
 		}
 		return tw.Flush()
 	})
@@ -151,7 +158,7 @@ func (s *adminSession) printManaged(m hub.ManagedChallenge) error {
 	}
 	fmt.Fprintf(s.stdout, "name:       %s\nid:         %d\ntype:       %s\nprovider:   %s\nrule:       %s\nttl:        %s\n"+
 		"lifetime:   %s\ncreated:    %s by %s\nupdated:    %s\n",
-		m.Name, m.ID, m.ChallengeType, m.Provider, m.Rule, durText(m.TTL), durText(m.Lifetime),
+		m.Name, m.ID, m.ChallengeType, providerText(m), m.Rule, durText(m.TTL), durText(m.Lifetime),
 		fmtTime(m.CreatedAt), orDash(m.CreatedBy), fmtTime(m.UpdatedAt))
 	return nil
 }
@@ -184,15 +191,23 @@ func managedUpdate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		req := hub.ManagedChallengeRequest{Name: cur.Name, ChallengeType: cur.ChallengeType, Provider: cur.Provider,
-			Rule: cur.Rule, TTL: cur.TTL, Lifetime: cur.Lifetime}
+			Credential: cur.Credential, Engine: cur.Engine, Rule: cur.Rule, TTL: cur.TTL, Lifetime: cur.Lifetime}
 		if c.given("rename") {
 			req.Name = *rename
 		}
 		if c.given("rule") {
 			req.Rule = *f.rule
 		}
-		if c.given("provider") {
-			req.Provider = *f.provider
+		if c.given("provider") && req.Provider != *f.provider {
+			// Another provider: the credential and engine of the old one
+			// do not carry over.
+			req.Provider, req.Credential, req.Engine = *f.provider, "", ""
+		}
+		if c.given("credential") {
+			req.Credential = *f.credential
+		}
+		if c.given("engine") {
+			req.Engine = *f.engine
 		}
 		if c.given("ttl") {
 			req.TTL = ttl
@@ -207,7 +222,7 @@ func managedUpdate(ctx context.Context, args []string, e env) error {
 		if s.json {
 			return s.printJSON(api.ToManagedJSON(m))
 		}
-		fmt.Fprintf(s.stdout, "updated managed challenge %q (id %d): %s for %s\n", m.Name, m.ID, m.Provider, m.Rule)
+		fmt.Fprintf(s.stdout, "updated managed challenge %q (id %d): %s for %s\n", m.Name, m.ID, providerText(m), m.Rule)
 		return nil
 	})
 }
@@ -736,4 +751,17 @@ func delegationOnboard(ctx context.Context, args []string, e env) error {
 		}
 		return nil
 	})
+}
+
+// providerText is a config's provider as the CLI shows it: the credential
+// and engine of an upstream one follow it.
+func providerText(m hub.ManagedChallenge) string {
+	if m.Provider == hub.ProviderDelegated {
+		return m.Provider
+	}
+	t := m.Provider + " (credential " + orDash(m.Credential)
+	if m.Engine != "" {
+		t += ", engine " + m.Engine
+	}
+	return t + ")"
 }

@@ -356,10 +356,10 @@ func TestAdminCLIHelp(t *testing.T) {
 		"token list":               {"--principal"},
 		"token show":               nil,
 		"token revoke":             nil,
-		"managed-challenge create": {"--name", "--rule", "--ttl", "--lifetime", "--provider"},
+		"managed-challenge create": {"--name", "--rule", "--ttl", "--lifetime", "--provider", "--credential", "--engine"},
 		"managed-challenge list":   nil,
 		"managed-challenge show":   nil,
-		"managed-challenge update": {"--rename", "--rule", "--ttl", "--lifetime", "--provider"},
+		"managed-challenge update": {"--rename", "--rule", "--ttl", "--lifetime", "--provider", "--credential", "--engine"},
 		"managed-challenge delete": nil,
 		"delegation create":        nil,
 		"delegation list":          {"--managed-challenge", "--unbound", "--under", "--limit", "--state", "--unused"},
@@ -368,6 +368,9 @@ func TestAdminCLIHelp(t *testing.T) {
 		"delegation show":          nil,
 		"delegation delete":        nil,
 		"delegation move":          {"--to"},
+		"upstream-record list":     {"--state"},
+		"upstream-record retry":    nil,
+		"upstream-record forget":   nil,
 		"audit list":               {"--since", "--until", "--principal", "--domain", "--action", "--result", "--managed-challenge", "--limit", "--before"},
 	}
 	seen := 0

@@ -69,6 +69,11 @@ func serveSettings() *settingSet {
 	ss.add("check-interval", "6h", "how often every delegation's CNAME is checked in the background (0: never)")
 	ss.add("delegation-unused-after", "2160h", "a delegation without a challenge for this long is reported as unused")
 	ss.add("propagation-max-wait", "120s", "longest wait a present may ask for until every hub nameserver serves its value")
+	ss.add("upstream-call-timeout", "2m", "timeout of one call to an upstream DNS provider (value-level driver or lego worker)")
+	ss.add("upstream-sweep-interval", "30s", "how often values written to domains' own DNS are removed when expired, and failed removals retried")
+	ss.add("upstream-max-attempts", "12", "failed removals of an upstream value after which it is reported as failed and no longer retried")
+	ss.add("lego-workers", "64", "most lego worker processes (one per credential set in use; 0 turns lego's providers off)")
+	ss.add("lego-worker-idle", "10m", "a lego worker process stops after this long without calls")
 	ss.add("journal-max-age", "168h", "change journal rows older than this are pruned")
 	ss.add("journal-max-rows", "100000", "change journal rows beyond this count are pruned, oldest first")
 	ss.add("log-level", "info", "debug, info, warn or error")
@@ -125,6 +130,11 @@ type serveConfig struct {
 	CheckInterval           time.Duration
 	UnusedAfter             time.Duration
 	PropagationMaxWait      time.Duration
+	UpstreamCallTimeout     time.Duration
+	UpstreamSweepInterval   time.Duration
+	UpstreamMaxAttempts     int
+	LegoWorkers             int
+	LegoWorkerIdle          time.Duration
 	JournalMaxAge           time.Duration
 	JournalMaxRows          int
 	LogLevel                string
@@ -241,6 +251,11 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 		p.addf("check-interval: %s is shorter than 1m (0 turns background checks off)", c.CheckInterval)
 	}
 	c.PropagationMaxWait = dur("propagation-max-wait", time.Second, 30*time.Minute)
+	c.UpstreamCallTimeout = dur("upstream-call-timeout", time.Second, 30*time.Minute)
+	c.UpstreamSweepInterval = dur("upstream-sweep-interval", 100*time.Millisecond, time.Hour)
+	c.UpstreamMaxAttempts = positiveInt(&p, ss, "upstream-max-attempts", 1, 1000)
+	c.LegoWorkers = positiveInt(&p, ss, "lego-workers", 0, 1000)
+	c.LegoWorkerIdle = dur("lego-worker-idle", time.Second, 24*time.Hour)
 	c.CheckResolvers, c.CheckAddrs = checkServers(&p, ss)
 	c.AuthFailuresPer = dur("auth-failures-per", time.Millisecond, time.Hour)
 	c.JournalMaxAge = dur("journal-max-age", time.Minute, 10*365*24*time.Hour)

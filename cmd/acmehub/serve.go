@@ -24,6 +24,9 @@ import (
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/metrics"
 	"github.com/acmehub/acmehub/internal/ratelimit"
+	"github.com/acmehub/acmehub/internal/upstream"
+	"github.com/acmehub/acmehub/internal/upstream/legoworker"
+	"github.com/acmehub/acmehub/internal/upstream/registry"
 	"github.com/acmehub/acmehub/internal/zone"
 	"github.com/acmehub/acmehub/store"
 )
@@ -153,6 +156,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	case err != nil:
 		return fmt.Errorf("dns checks: %w", err)
 	}
+	upstreams, closeUpstreams := upstreamRegistry(cfg, logger)
+	defer closeUpstreams()
+	observeUpstream, upstreamStates := m.Upstream(hub.UpstreamStates)
 	svc := hub.New(db, kr, hub.Config{
 		Zone:                  cfg.Zone,
 		DefaultTTL:            cfg.TXTTTL,
@@ -169,6 +175,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		Logger:                logger,
 		UnusedAfter:           cfg.UnusedAfter,
 		CheckStates:           m.Delegations(hub.CheckStates),
+		Upstreams:             upstreams,
+		UpstreamMaxAttempts:   cfg.UpstreamMaxAttempts,
+		UpstreamObserve:       observeUpstream,
+		UpstreamStates:        upstreamStates,
 	})
 	m.Values(db.CountValues)
 	// The background delegation checker, like the sweeper: stops with runCtx.
@@ -179,6 +189,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 			}
 		})
 	}
+	wg.Go(func() {
+		if err := svc.RunUpstreamSweeper(runCtx, cfg.UpstreamSweepInterval); err != nil {
+			logger.Error("upstream sweeper stopped", "err", err)
+		}
+	})
 	handler, err := api.New(svc, api.Config{
 		MaxBody: cfg.APIMaxBody, Metrics: m.Handler(), Logger: logger,
 		Proxy:     api.ProxyTrust{Header: cfg.ProxyHeader, Proxies: cfg.TrustedProxies},
@@ -316,5 +331,26 @@ func dnsConfig(cfg serveConfig, logger *slog.Logger, m *metrics.Metrics) dnsserv
 		TTL:         cfg.ApexTTL,
 		Observer:    m.ObserveDNS,
 		Logger:      logger,
+	}
+}
+
+// upstreamRegistry makes the upstream drivers: the value-level ones, and
+// lego's providers in worker processes (this executable, "lego-worker")
+// unless lego-workers is 0. The returned func stops the workers.
+func upstreamRegistry(cfg serveConfig, logger *slog.Logger) (*registry.Registry, func()) {
+	opts := upstream.Options{Timeout: cfg.UpstreamCallTimeout}
+	if cfg.LegoWorkers == 0 {
+		return registry.New(opts, nil), func() {}
+	}
+	pool := legoworker.NewPool(legoworker.PoolConfig{
+		Resolvers: cfg.CheckResolvers, CallTimeout: cfg.UpstreamCallTimeout, IdleTimeout: cfg.LegoWorkerIdle,
+		MaxWorkers: cfg.LegoWorkers, Logger: logger,
+	})
+	return registry.New(opts, pool), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pool.Close(ctx); err != nil {
+			logger.Warn("lego workers", "err", err)
+		}
 	}
 }

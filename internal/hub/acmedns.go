@@ -175,7 +175,7 @@ func (s *Service) registerACMEDNS(ctx context.Context, g Grant, reg ACMEDNSRegis
 	if err != nil {
 		return ACMEDNSAccount{Domain: base}, 0, err
 	}
-	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
+	cfg, err := s.authorizeDelegated(ctx, g, base, gens.configs)
 	if err != nil {
 		return ACMEDNSAccount{Domain: base}, cfg.ID, err
 	}
@@ -377,7 +377,7 @@ func (s *Service) accountForDomain(ctx context.Context, g Grant, domain string) 
 	if err != nil {
 		return ACMEDNSAccount{}, err
 	}
-	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
+	cfg, err := s.authorizeDelegated(ctx, g, base, gens.configs)
 	if err != nil {
 		return ACMEDNSAccount{}, err
 	}
@@ -417,7 +417,7 @@ func (s *Service) bindACMEDNS(ctx context.Context, g Grant, domain, username, pa
 	if err != nil {
 		return ACMEDNSAccount{Domain: base}, 0, err
 	}
-	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
+	cfg, err := s.authorizeDelegated(ctx, g, base, gens.configs)
 	if err != nil {
 		return ACMEDNSAccount{Domain: base}, cfg.ID, err
 	}

@@ -95,6 +95,13 @@ func (s *Service) present(ctx context.Context, g Grant, req PresentRequest) (Cha
 	if err != nil {
 		return Challenge{Domain: base}, cfg, err
 	}
+	if cfg.Provider != store.ProviderDelegated {
+		ch, err := s.presentUpstream(ctx, g, req, base, value, cfg)
+		if err == nil {
+			s.audit(ctx, s.challengeEvent(g, "challenge.present", req.Source, ch, cfg, nil))
+		}
+		return ch, cfg, err
+	}
 	d, err := s.delegation(ctx, g, base, cfg, gens.delegations)
 	if err != nil {
 		return Challenge{Domain: base}, cfg, err
@@ -159,6 +166,10 @@ func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string
 	if err != nil {
 		return 0, Challenge{Domain: base}, cfg, false, err
 	}
+	if cfg.Provider != store.ProviderDelegated {
+		n, ch, err = s.cleanupUpstream(ctx, g, base, value, cfg)
+		return n, ch, cfg, false, err
+	}
 	ch = Challenge{Domain: base, Value: value}
 	d, err := s.delegationAt(ctx, gens.delegations, base)
 	if errors.Is(err, store.ErrNotFound) {
@@ -197,6 +208,9 @@ func (s *Service) Status(ctx context.Context, g Grant, id string) (Challenge, er
 	cfg, err := s.authorizeAt(ctx, g, base, gens.configs)
 	if err != nil {
 		return Challenge{}, err
+	}
+	if cfg.Provider != store.ProviderDelegated {
+		return s.statusUpstream(ctx, g, base, value, cfg)
 	}
 	d, err := s.delegationAt(ctx, gens.delegations, base)
 	if err != nil {
@@ -262,11 +276,18 @@ func (s *Service) authorizeAt(ctx context.Context, g Grant, base string, configs
 	if err != nil {
 		return store.ChallengeConfig{}, err
 	}
-	cfg := cfgs.byID[cand.ID]
-	if cfg.Provider != store.ProviderDelegated {
-		return cfg, fmt.Errorf("%w: config %q uses provider %q; upstream providers are not available yet", ErrUnsupported, cfg.Name, cfg.Provider)
+	return cfgs.byID[cand.ID], nil
+}
+
+// authorizeDelegated is authorizeAt for operations that only delegation
+// serves (acme-dns accounts: their clients write a hub-zone label).
+func (s *Service) authorizeDelegated(ctx context.Context, g Grant, base string, configsGen int64) (store.ChallengeConfig, error) {
+	cfg, err := s.authorizeAt(ctx, g, base, configsGen)
+	if err == nil && cfg.Provider != store.ProviderDelegated {
+		err = fmt.Errorf("%w: config %q writes to the domain's own DNS through provider %q; this needs a delegated config",
+			ErrUnsupported, cfg.Name, cfg.Provider)
 	}
-	return cfg, nil
+	return cfg, err
 }
 
 // delegation returns the domain's delegation, creating it (with a new
@@ -324,8 +345,10 @@ func (s *Service) challengeEvent(g Grant, action string, source netip.Addr, ch C
 	case err == nil:
 	case errors.Is(err, ErrForbidden):
 		ev.Result = "denied"
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrLimit), errors.Is(err, ErrUnsupported):
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrLimit), errors.Is(err, ErrUnsupported), errors.Is(err, ErrConflict):
 		ev.Result, ev.Detail = "refused", err.Error()
+	case errors.Is(err, ErrUpstream):
+		ev.Result, ev.Detail = "error", errorText(err)
 	default:
 		ev.Result, ev.Detail = "error", "internal error"
 	}

@@ -8,12 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acmehub/acmehub/internal/upstream/catalog"
 	"github.com/acmehub/acmehub/rules"
 	"github.com/acmehub/acmehub/store"
 )
 
 // ProviderDelegated is the provider that serves values from the hub zone
-// through delegations, the only one so far.
+// through delegations; any other provider is an upstream one (upstream.go).
 const ProviderDelegated = store.ProviderDelegated
 
 // ManagedChallenge is a managed challenge config: how challenges for the
@@ -22,7 +23,10 @@ type ManagedChallenge struct {
 	ID            int64
 	Name          string
 	ChallengeType string // ChallengeDNS01
-	Provider      string // ProviderDelegated (upstream providers come later)
+	Provider      string // ProviderDelegated or an upstream provider's catalogue code
+	CredentialID  int64  // upstream: the stored credential it writes with
+	Credential    string // its name
+	Engine        string // upstream: EngineAuto, EngineValue or EngineLego
 	Rule          string // canonical domain match rule
 	TTL           time.Duration
 	Lifetime      time.Duration // 0: the service defaults
@@ -36,9 +40,15 @@ type ManagedChallengeRequest struct {
 	Name string
 	// ChallengeType "" means ChallengeDNS01, the only one.
 	ChallengeType string
-	// Provider "" means ProviderDelegated. Any other value is refused for
-	// now: upstream providers arrive later.
-	Provider string
+	// Provider "" means ProviderDelegated; any other is an upstream
+	// provider's code (see `acmehub providers list`), which needs
+	// Credential: a stored credential of the same provider, by name or id.
+	Provider   string
+	Credential string
+	// Engine (upstream only): EngineAuto picks the value-level driver
+	// where the provider has one, else lego's provider; EngineValue or
+	// EngineLego insist.
+	Engine string
 	// Rule is the domain match rule; it must not be empty ("*" matches
 	// every domain) and must not tie with another config's.
 	Rule string
@@ -61,7 +71,7 @@ func (s *Service) ListManagedChallenges(ctx context.Context, g Grant) ([]Managed
 	}
 	out := make([]ManagedChallenge, 0, len(cs))
 	for _, c := range cs {
-		out = append(out, managed(c))
+		out = append(out, s.managed(ctx, c))
 	}
 	return out, nil
 }
@@ -75,7 +85,7 @@ func (s *Service) GetManagedChallenge(ctx context.Context, g Grant, id int64) (M
 	if err != nil {
 		return ManagedChallenge{}, err
 	}
-	return managed(c), nil
+	return s.managed(ctx, c), nil
 }
 
 func (s *Service) config(ctx context.Context, id int64) (store.ChallengeConfig, error) {
@@ -135,12 +145,18 @@ func (s *Service) saveConfig(ctx context.Context, g Grant, id int64, req Managed
 		return ManagedChallenge{}, ErrForbidden
 	}
 	next.ChallengeType, next.Provider, next.Rule = ChallengeDNS01, ProviderDelegated, rule.String()
+	next.CredentialID, next.Engine = 0, EngineAuto
+	if req.Provider != "" && req.Provider != ProviderDelegated {
+		if next.Provider, next.CredentialID, next.Engine, err = s.validateUpstream(ctx, g, req); err != nil {
+			return ManagedChallenge{}, err
+		}
+	}
 	next.TTL, next.Lifetime = req.TTL, req.Lifetime
 	saved, err := s.saveConfigChecked(ctx, next)
 	if err != nil {
 		return ManagedChallenge{}, err
 	}
-	return managed(saved), nil
+	return s.managed(ctx, saved), nil
 }
 
 // saveConfigChecked stores c unless its rule ties with another config's;
@@ -189,9 +205,9 @@ func (s *Service) validateConfig(req ManagedChallengeRequest) (rules.Rule, error
 	if req.ChallengeType != "" && req.ChallengeType != ChallengeDNS01 {
 		return rules.Rule{}, fmt.Errorf("%w: challenge type %q: only %q", ErrInvalid, req.ChallengeType, ChallengeDNS01)
 	}
-	if req.Provider != "" && req.Provider != ProviderDelegated {
-		return rules.Rule{}, fmt.Errorf("%w: provider %q: upstream providers arrive later; only %q is available now",
-			ErrInvalid, req.Provider, ProviderDelegated)
+	if (req.Provider == "" || req.Provider == ProviderDelegated) && (req.Credential != "" || req.Engine != "") {
+		return rules.Rule{}, fmt.Errorf("%w: credential and engine are for upstream providers; provider %q serves from the hub zone",
+			ErrInvalid, ProviderDelegated)
 	}
 	if strings.TrimSpace(req.Rule) == "" {
 		return rules.Rule{}, fmt.Errorf(`%w: a rule is required: patterns such as "example.org" or "*.example.org", or "*" to match every domain`, ErrInvalid)
@@ -245,11 +261,18 @@ func (g Grant) mayChange(c store.ChallengeConfig) error {
 	return nil
 }
 
-func managed(c store.ChallengeConfig) ManagedChallenge {
-	return ManagedChallenge{
-		ID: c.ID, Name: c.Name, ChallengeType: c.ChallengeType, Provider: c.Provider, Rule: c.Rule,
-		TTL: c.TTL, Lifetime: c.Lifetime, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, CreatedBy: c.CreatedBy,
+func (s *Service) managed(ctx context.Context, c store.ChallengeConfig) ManagedChallenge {
+	m := ManagedChallenge{
+		ID: c.ID, Name: c.Name, ChallengeType: c.ChallengeType, Provider: c.Provider, CredentialID: c.CredentialID,
+		Engine: c.Engine, Rule: c.Rule, TTL: c.TTL, Lifetime: c.Lifetime, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		CreatedBy: c.CreatedBy,
 	}
+	if c.CredentialID > 0 {
+		if cred, err := s.db.CredentialByID(ctx, c.CredentialID); err == nil {
+			m.Credential = cred.Name
+		}
+	}
+	return m
 }
 
 func configTarget(id int64, name string) string {
@@ -268,6 +291,12 @@ func configDetail(req ManagedChallengeRequest) string {
 	if req.Provider != "" {
 		d += "; provider " + req.Provider
 	}
+	if req.Credential != "" {
+		d += "; credential " + req.Credential
+	}
+	if req.Engine != "" {
+		d += "; engine " + req.Engine
+	}
 	if req.TTL != 0 {
 		d += "; ttl " + req.TTL.String()
 	}
@@ -276,3 +305,67 @@ func configDetail(req ManagedChallengeRequest) string {
 	}
 	return d
 }
+
+// validateUpstream checks an upstream config's provider, credential and
+// engine, and returns the provider's canonical code, the credential's id
+// and the engine. Naming a credential needs the same right as managing
+// credentials: it writes wherever the provider account reaches.
+func (s *Service) validateUpstream(ctx context.Context, g Grant, req ManagedChallengeRequest) (provider string, credID int64, engine string, err error) {
+	if !g.AllowsEverywhere(ActionManageChallenges) {
+		return "", 0, "", ErrForbidden
+	}
+	p, ok := catalog.Lookup(req.Provider)
+	if !ok {
+		return "", 0, "", fmt.Errorf("%w: provider %q: not %q and not a lego provider code (see `acmehub providers list`)",
+			ErrInvalid, req.Provider, ProviderDelegated)
+	}
+	provider = p.Code
+	if strings.TrimSpace(req.Credential) == "" {
+		return "", 0, "", fmt.Errorf("%w: provider %q needs a credential: create one with `acmehub credential create` and name it here",
+			ErrInvalid, provider)
+	}
+	cred, err := s.db.CredentialByName(ctx, req.Credential)
+	if errors.Is(err, store.ErrNotFound) {
+		if id, perr := strconv.ParseInt(req.Credential, 10, 64); perr == nil && id > 0 {
+			cred, err = s.db.CredentialByID(ctx, id)
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return "", 0, "", fmt.Errorf("%w: credential %q does not exist", ErrInvalid, req.Credential)
+	}
+	if err != nil {
+		return "", 0, "", storeError("find credential", err)
+	}
+	if cred.Provider != provider {
+		return "", 0, "", fmt.Errorf("%w: credential %q is for provider %q, not %q", ErrInvalid, cred.Name, cred.Provider, provider)
+	}
+	ups := s.cfg.Upstreams
+	if ups == nil {
+		return "", 0, "", fmt.Errorf("%w: this hub runs without upstream drivers", ErrUnsupported)
+	}
+	value, lego := ups.HasValueDriver(provider), ups.HasKeyAuthDriver(provider)
+	switch req.Engine {
+	case EngineAuto:
+		if !value && !lego {
+			return "", 0, "", fmt.Errorf("%w: provider %q has no value-level driver and lego's is not in this build "+
+				"(`make build` includes every lego provider)", ErrUnsupported, provider)
+		}
+	case EngineValue:
+		if !value {
+			return "", 0, "", fmt.Errorf("%w: provider %q has no value-level driver (those with one: %s); use engine %q, "+
+				"which needs clients that send the key authorization", ErrInvalid, provider, strings.Join(valueProviders, ", "), EngineLego)
+		}
+	case EngineLego:
+		if !lego {
+			return "", 0, "", fmt.Errorf("%w: lego's provider %q is not in this build (`make build` includes every lego provider)",
+				ErrUnsupported, provider)
+		}
+	default:
+		return "", 0, "", fmt.Errorf("%w: engine %q: one of \"\" (automatic), %q, %q", ErrInvalid, req.Engine, EngineValue, EngineLego)
+	}
+	return provider, cred.ID, req.Engine, nil
+}
+
+// valueProviders are the providers with a value-level driver, named in
+// errors.
+var valueProviders = []string{"rfc2136", "cloudflare", "route53"}

@@ -55,6 +55,17 @@ type Config struct {
 	// PropagationCheck asks the hub's nameservers for propagation; nil
 	// means DNSCheck. (It may know where this process itself listens.)
 	PropagationCheck *dnscheck.Client
+	// Upstreams makes the drivers of upstream providers; nil refuses
+	// configs that name one.
+	Upstreams Upstreams
+	// UpstreamMaxAttempts is how many failed removals of an upstream
+	// value make it "failed" (reported, no longer retried); 0 means 12.
+	UpstreamMaxAttempts int
+	// UpstreamObserve, if set, receives every upstream call: provider,
+	// engine, op ("present", "cleanup"), result ("ok", "error"), duration.
+	UpstreamObserve func(provider, engine, op, result string, elapsed time.Duration)
+	// UpstreamStates, if set, receives the upstream records per state.
+	UpstreamStates func(counts map[string]int)
 }
 
 // Store is what the service needs of the store; *store.DB implements it.
@@ -86,6 +97,8 @@ type Store interface {
 	CheckStore
 	// CredentialStore is what stored upstream credentials add (credentials.go).
 	CredentialStore
+	// UpstreamStore is what upstream records add (upstream.go).
+	UpstreamStore
 }
 
 var _ Store = (*store.DB)(nil)
@@ -115,6 +128,8 @@ type Service struct {
 	// prop shares propagation checks between callers and counts waits
 	// per principal (propagation.go).
 	prop *propState
+	// upstreamValue caches value-level upstream drivers (upstream.go).
+	upstreamValue valueDrivers
 }
 
 // configCache is the managed challenge configs at one generation, with

@@ -131,3 +131,40 @@ func (m *Metrics) Values(count func(ctx context.Context) (int, error)) {
 		return last
 	}))
 }
+
+// Upstream registers the upstream provider metrics and returns the two
+// hooks hub.Config takes: observe (UpstreamObserve) counts each provider
+// call in acmehub_upstream_calls_total{provider,engine,op,result} and its
+// duration in acmehub_upstream_call_duration_seconds{provider,op}; states
+// (UpstreamStates) sets acmehub_upstream_records{state} for every state
+// given, 0 when absent from counts. Providers are catalogue codes, a
+// bounded set.
+func (m *Metrics) Upstream(states []string) (
+	observe func(provider, engine, op, result string, elapsed time.Duration),
+	setStates func(counts map[string]int),
+) {
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "acmehub_upstream_calls_total",
+		Help: "Calls to upstream DNS providers, by provider, engine (value, lego), operation (present, cleanup) and result (ok, error).",
+	}, []string{"provider", "engine", "op", "result"})
+	took := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "acmehub_upstream_call_duration_seconds",
+		Help:    "Duration of calls to upstream DNS providers.",
+		Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+	}, []string{"provider", "op"})
+	records := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "acmehub_upstream_records",
+		Help: "Values written into domains' own DNS, by state (removing: a removal failed and is retried; failed: given up, see GET /api/v1/upstream-records?state=failed).",
+	}, []string{"state"})
+	m.reg.MustRegister(calls, took, records)
+	observe = func(provider, engine, op, result string, elapsed time.Duration) {
+		calls.WithLabelValues(provider, engine, op, result).Inc()
+		took.WithLabelValues(provider, op).Observe(elapsed.Seconds())
+	}
+	setStates = func(counts map[string]int) {
+		for _, s := range states {
+			records.WithLabelValues(s).Set(float64(counts[s]))
+		}
+	}
+	return observe, setStates
+}
