@@ -67,6 +67,8 @@ type Service interface {
 	CredentialService
 	// Values written into domains' own DNS (upstream_records.go).
 	UpstreamRecordService
+	// TSIG keys of the RFC 2136 gateway (tsig.go).
+	TSIGService
 }
 
 // Config holds the API's settings.
@@ -175,6 +177,7 @@ func (a *API) routes() {
 	v1("/tokens", a.createToken, http.MethodPost)
 	v1("/tokens/{client_id}", a.getToken, http.MethodGet)
 	v1("/tokens/{client_id}", a.revokeToken, http.MethodDelete)
+	a.tsigRoutes(v1)
 	v1("/managed-challenges", a.listManaged, http.MethodGet)
 	v1("/managed-challenges", a.createManaged, http.MethodPost)
 	v1("/managed-challenges/{id}", a.getManaged, http.MethodGet)

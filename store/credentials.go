@@ -268,9 +268,10 @@ func (db *DB) ResealAll(ctx context.Context, reseal func(kind, key string, blob 
 		tables := []struct{ kind, table, key, col, gen string }{
 			{SealedCredential, "upstream_credentials", "uid", "sealed", GenCredentials},
 			{SealedACMEDNSPassword, "acme_dns_accounts", "username", "password_sealed", GenACMEDNS},
+			{SealedTSIGSecret, "api_tokens", "client_id", "sealed_secret", GenTokens}, // API tokens have none
 		}
 		for _, t := range tables {
-			rows, err := w.query(`SELECT ` + t.key + `, ` + t.col + ` FROM ` + t.table + ` ORDER BY ` + t.key)
+			rows, err := w.query(`SELECT ` + t.key + `, ` + t.col + ` FROM ` + t.table + ` WHERE ` + t.col + ` IS NOT NULL ORDER BY ` + t.key)
 			if err != nil {
 				return fmt.Errorf("store: reseal %s: %w", t.kind, err)
 			}

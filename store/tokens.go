@@ -16,6 +16,11 @@ import (
 // a principal, optionally narrowed to some of the principal's roles and to
 // source prefixes. Only a hash of the secret is stored.
 //
+// A TSIG key (Kind TokenKindTSIG) is a token too: its client id is the key
+// name, a lower-case DNS name with the final dot, and since the HMAC needs
+// the secret itself, the secret is stored sealed (SealedSecret), not
+// hashed: SecretHash is empty.
+//
 // Authoritative for authorisation are PrincipalID's role assignments,
 // narrowed by Roles. Name and Role are the version-1 fields, kept so that
 // code written before principals keeps working.
@@ -58,7 +63,33 @@ type Token struct {
 	// PrincipalID's role assignments narrowed by Roles. A token needs a
 	// PrincipalID or (legacy) a Role.
 	Role string
+
+	// Kind is TokenKindTSIG for a TSIG key and "" for an API token
+	// (TokenKindAPI is accepted on create; reads return "", so a token
+	// reads back as it was written).
+	Kind string
+	// TSIGAlgorithm is a TSIG key's HMAC, as miekg/dns names it (one of
+	// TSIGAlgorithms); "" for an API token.
+	TSIGAlgorithm string
+	// SealedSecret is a TSIG key's raw HMAC key, sealed by the service
+	// with associated data binding it to the key name; nil for an API
+	// token. TokenByClientID returns it; ListTokens leaves it nil.
+	SealedSecret []byte
 }
+
+// Token kinds.
+const (
+	TokenKindAPI  = "api"  // an HTTP API credential: client id + hashed secret
+	TokenKindTSIG = "tsig" // a TSIG key: key name + sealed HMAC key
+)
+
+// TSIGAlgorithms are the HMAC algorithms a TSIG key may have, as miekg/dns
+// names them (dns.HmacMD5 ... dns.HmacSHA512).
+var TSIGAlgorithms = []string{"hmac-md5.sig-alg.reg.int.", "hmac-sha1.", "hmac-sha224.", "hmac-sha256.", "hmac-sha384.", "hmac-sha512."}
+
+// SealedTSIGSecret is the ResealAll kind of a TSIG key's sealed secret
+// (key: the key name).
+const SealedTSIGSecret = "tsig"
 
 // MetaKeyCheck is the meta key holding the credential key's check value;
 // its presence means the database has been set up (see IsEmpty).
@@ -67,6 +98,7 @@ const MetaKeyCheck = "key_check"
 // Length limits of token fields.
 const (
 	maxClientID   = 128
+	maxTSIGName   = 254 // 253 bytes of name and the final dot
 	maxTokenTitle = 256
 	maxLegacyRole = 64
 	maxCIDRs      = 64
@@ -76,11 +108,24 @@ const (
 // form.
 func (t *Token) normalize() error {
 	var errs []error
-	if t.ClientID == "" || len(t.ClientID) > maxClientID {
-		errs = append(errs, fmt.Errorf("client id: want 1 to %d bytes, got %d", maxClientID, len(t.ClientID)))
+	if t.Kind == "" {
+		t.Kind = TokenKindAPI
 	}
-	if len(t.SecretHash) == 0 {
-		errs = append(errs, errors.New("secret hash is required"))
+	switch t.Kind {
+	case TokenKindAPI:
+		if t.ClientID == "" || len(t.ClientID) > maxClientID {
+			errs = append(errs, fmt.Errorf("client id: want 1 to %d bytes, got %d", maxClientID, len(t.ClientID)))
+		}
+		if len(t.SecretHash) == 0 {
+			errs = append(errs, errors.New("secret hash is required"))
+		}
+		if t.TSIGAlgorithm != "" || len(t.SealedSecret) != 0 {
+			errs = append(errs, errors.New("an API token has no TSIG algorithm and no sealed secret"))
+		}
+	case TokenKindTSIG:
+		errs = append(errs, t.checkTSIG())
+	default:
+		errs = append(errs, fmt.Errorf("kind %q: want %s or %s", t.Kind, TokenKindAPI, TokenKindTSIG))
 	}
 	if t.PrincipalID < 0 {
 		errs = append(errs, fmt.Errorf("principal id %d is negative", t.PrincipalID))
@@ -106,6 +151,29 @@ func (t *Token) normalize() error {
 		errs = append(errs, fmt.Errorf("allowed source prefixes: %w", err))
 	}
 	t.AllowCIDRs = cidrs
+	return errors.Join(errs...)
+}
+
+// checkTSIG checks the fields a TSIG key must have. The service validates
+// the key name as a DNS name; the store checks its shape.
+func (t *Token) checkTSIG() error {
+	var errs []error
+	if len(t.ClientID) < 2 || len(t.ClientID) > maxTSIGName || !strings.HasSuffix(t.ClientID, ".") ||
+		t.ClientID != strings.ToLower(t.ClientID) {
+		errs = append(errs, fmt.Errorf("key name %q: want a lower-case DNS name with the final dot, at most %d bytes", t.ClientID, maxTSIGName))
+	}
+	if !slices.Contains(TSIGAlgorithms, t.TSIGAlgorithm) {
+		errs = append(errs, fmt.Errorf("tsig algorithm %q: want one of %v", t.TSIGAlgorithm, TSIGAlgorithms))
+	}
+	if len(t.SealedSecret) == 0 {
+		errs = append(errs, errors.New("a TSIG key needs its sealed secret"))
+	}
+	if len(t.SecretHash) != 0 {
+		errs = append(errs, errors.New("a TSIG key has no secret hash"))
+	}
+	if t.PrincipalID <= 0 || t.Role != "" {
+		errs = append(errs, errors.New("a TSIG key needs an owning principal and no legacy role"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -148,11 +216,20 @@ func (db *DB) CreateToken(ctx context.Context, t Token) error {
 		return fmt.Errorf("store: create token %q: %w: %w", t.ClientID, ErrInvalid, err)
 	}
 	_, err := db.write(ctx, "create token", func(w *wtx) error {
+		hash := t.SecretHash
+		if hash == nil {
+			hash = []byte{} // NOT NULL; a TSIG key has none
+		}
+		var sealed any // NULL for an API token
+		if t.Kind == TokenKindTSIG {
+			sealed = t.SealedSecret
+		}
 		res, err := w.exec(`INSERT INTO api_tokens (client_id, principal_id, secret_hash, title, description,
-				roles, allow_cidrs, role, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING`,
-			t.ClientID, nullID(t.PrincipalID), t.SecretHash, t.Title, t.Description,
-			strings.Join(t.Roles, ","), strings.Join(t.AllowCIDRs, ","), t.Role, w.now.UnixMilli(), nullMilli(t.ExpiresAt))
+				roles, allow_cidrs, role, created_at, expires_at, kind, tsig_algorithm, sealed_secret)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING`,
+			t.ClientID, nullID(t.PrincipalID), hash, t.Title, t.Description,
+			strings.Join(t.Roles, ","), strings.Join(t.AllowCIDRs, ","), t.Role, w.now.UnixMilli(), nullMilli(t.ExpiresAt),
+			t.Kind, t.TSIGAlgorithm, sealed)
 		if err != nil {
 			return fmt.Errorf("store: create token %q: %w", t.ClientID, sqlErr(err))
 		}
@@ -167,11 +244,16 @@ func (db *DB) CreateToken(ctx context.Context, t Token) error {
 	return err
 }
 
-// tokenCols lists the columns scanToken reads (secret_hash is not among them).
+// tokenCols lists the columns scanToken reads (secret_hash is not among
+// them); the last, sealed_secret, is NULL in listings (tokenListCols).
 //
 //nolint:gosec // a column list, not a credential
-const tokenCols = `client_id, principal_id, title, description, roles, allow_cidrs, role,
-	created_at, expires_at, revoked_at, last_used_at`
+const (
+	tokenInfoCols = `client_id, principal_id, title, description, roles, allow_cidrs, role,
+	created_at, expires_at, revoked_at, last_used_at, kind, tsig_algorithm`
+	tokenCols     = tokenInfoCols + `, sealed_secret`
+	tokenListCols = tokenInfoCols + `, NULL`
+)
 
 // scanToken scans tokenCols, followed by extra destinations.
 func scanToken(s scanner, extra ...any) (Token, error) {
@@ -180,11 +262,14 @@ func scanToken(s scanner, extra ...any) (Token, error) {
 	var roles, cidrs string
 	var created int64
 	dest := append([]any{&t.ClientID, &principal, &t.Title, &t.Description, &roles, &cidrs, &t.Role,
-		&created, &expires, &revoked, &used}, extra...)
+		&created, &expires, &revoked, &used, &t.Kind, &t.TSIGAlgorithm, &t.SealedSecret}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return Token{}, err
 	}
 	t.PrincipalID = principal.Int64
+	if t.Kind == TokenKindAPI {
+		t.Kind = ""
+	}
 	t.Name = t.Title
 	t.Roles, t.AllowCIDRs = splitList(roles), splitList(cidrs)
 	t.CreatedAt = fromMilli(created)
@@ -192,8 +277,8 @@ func scanToken(s scanner, extra ...any) (Token, error) {
 	return t, nil
 }
 
-// TokenByClientID returns the token with that client id, secret hash
-// included, or ErrNotFound. Revoked and expired tokens are returned too;
+// TokenByClientID returns the token with that client id, secret hash (or
+// a TSIG key's sealed secret) included, or ErrNotFound. Revoked and expired tokens are returned too;
 // the caller decides.
 func (db *DB) TokenByClientID(ctx context.Context, clientID string) (Token, error) {
 	var hash []byte
@@ -207,11 +292,12 @@ func (db *DB) TokenByClientID(ctx context.Context, clientID string) (Token, erro
 
 // ListTokens returns the tokens of a principal (0: every token, legacy
 // ones included), revoked and expired ones too, ordered by creation. The
-// secret hashes are not read: SecretHash is nil.
+// secret hashes and sealed secrets are not read: SecretHash and
+// SealedSecret are nil.
 func (db *DB) ListTokens(ctx context.Context, principalID int64) ([]Token, error) {
-	q, args := `SELECT `+tokenCols+` FROM api_tokens ORDER BY created_at, client_id`, []any(nil)
+	q, args := `SELECT `+tokenListCols+` FROM api_tokens ORDER BY created_at, client_id`, []any(nil)
 	if principalID != 0 {
-		q, args = `SELECT `+tokenCols+` FROM api_tokens WHERE principal_id = ? ORDER BY created_at, client_id`, []any{principalID}
+		q, args = `SELECT `+tokenListCols+` FROM api_tokens WHERE principal_id = ? ORDER BY created_at, client_id`, []any{principalID}
 	}
 	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -48,7 +48,7 @@ type adminVerb struct {
 }
 
 func adminGroups() []adminGroup {
-	return []adminGroup{principalGroup(), roleGroup(), tokenGroup(), managedGroup(), delegationGroup(), upstreamRecordGroup(), auditGroup()}
+	return []adminGroup{principalGroup(), roleGroup(), tokenGroup(), tsigGroup(), managedGroup(), delegationGroup(), upstreamRecordGroup(), auditGroup()}
 }
 
 // groupCommand turns a group into a top-level command.

@@ -62,15 +62,30 @@ func (s *Service) authenticate(ctx context.Context, cred secret.Token, source ne
 	if err != nil {
 		return Grant{}, "", err
 	}
-	tok := e.tok
 	var hash []byte
-	if e.found {
-		hash = tok.SecretHash
+	if e.found && e.tok.Kind == "" {
+		hash = e.tok.SecretHash
 	}
+	// A TSIG key (kind tsig) has no hash and is verified like an unknown
+	// client id: it authenticates DNS messages, never HTTP requests.
+	if !s.kr.VerifySecret(cred.Secret, hash) || len(hash) == 0 {
+		why := "unknown client id or wrong secret"
+		if e.found && e.tok.Kind == store.TokenKindTSIG {
+			why = "a TSIG key cannot authenticate on the HTTP API"
+		}
+		return Grant{}, why, ErrUnauthenticated
+	}
+	return s.entryGrant(ctx, gen, e, source)
+}
+
+// entryGrant finishes authenticating a credential whose secret (or, for a
+// TSIG key, whose name) was checked: revocation, expiry, source, owner;
+// it returns the grant narrowed to the credential's roles. why says which
+// check failed, for the audit log only.
+func (s *Service) entryGrant(ctx context.Context, gen genKey, e *tokenEntry, source netip.Addr) (Grant, string, error) {
+	tok := e.tok
 	now := s.now()
 	switch {
-	case !s.kr.VerifySecret(cred.Secret, hash) || hash == nil:
-		return Grant{}, "unknown client id or wrong secret", ErrUnauthenticated
 	case !tok.RevokedAt.IsZero():
 		return Grant{}, "token revoked", ErrUnauthenticated
 	case !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt):
@@ -82,12 +97,13 @@ func (s *Service) authenticate(ctx context.Context, cred secret.Token, source ne
 	}
 	o := e.owner
 	if o == nil {
+		var err error
 		if o, err = s.loadOwner(ctx, tok.PrincipalID); err != nil {
 			return Grant{}, "", err
 		}
 		withOwner := *e
 		withOwner.owner = o
-		s.tokens.put(gen, cred.ClientID, &withOwner)
+		s.tokens.put(gen, tok.ClientID, &withOwner)
 	}
 	switch {
 	case !o.found:

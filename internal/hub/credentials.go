@@ -384,6 +384,8 @@ func ResealAll(ctx context.Context, db interface {
 			return kr.Reseal(blob, credentialSealAD(key))
 		case store.SealedACMEDNSPassword:
 			return kr.Reseal(blob, acmeDNSSealAD(key))
+		case store.SealedTSIGSecret:
+			return kr.Reseal(blob, tsigSealAD(key))
 		}
 		return nil, fmt.Errorf("unknown sealed kind %q", kind)
 	})

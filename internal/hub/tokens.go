@@ -29,7 +29,17 @@ type TokenInfo struct {
 	ExpiresAt  time.Time // zero: never
 	RevokedAt  time.Time // zero: not revoked
 	LastUsedAt time.Time // zero: never used (updated lazily)
+	// Kind is TokenKindAPI or TokenKindTSIG (then ClientID is the TSIG
+	// key name and Algorithm its HMAC, as miekg/dns names it).
+	Kind      string
+	Algorithm string
 }
+
+// Kinds of token.
+const (
+	TokenKindAPI  = store.TokenKindAPI  // an HTTP API credential
+	TokenKindTSIG = store.TokenKindTSIG // a TSIG key for DNS UPDATE (tsig.go)
+)
 
 // IssuedToken is a token just created, with its credential. The secret
 // is shown this once: only its hash is stored.
@@ -80,53 +90,18 @@ func (s *Service) CreateToken(ctx context.Context, g Grant, req TokenRequest) (I
 }
 
 func (s *Service) createToken(ctx context.Context, g Grant, req TokenRequest) (IssuedToken, error) {
-	owner := req.PrincipalID
-	if owner == 0 {
-		owner = g.Principal.ID
-	}
-	admin := g.Allows(ActionManageAccess)
-	if !g.owns(owner) && !admin {
-		return IssuedToken{}, ErrForbidden
-	}
-	if err := positiveID("principal", owner); err != nil {
-		return IssuedToken{}, err
-	}
-	roles, err := parseRoles(req.Roles)
+	lim, err := s.newTokenLimits(ctx, g, req)
 	if err != nil {
 		return IssuedToken{}, err
-	}
-	cidrs, err := parsePrefixes(req.AllowCIDRs)
-	if err != nil {
-		return IssuedToken{}, err
-	}
-	if !req.ExpiresAt.IsZero() && !req.ExpiresAt.After(s.now()) {
-		return IssuedToken{}, fmt.Errorf("%w: expires_at %s is not in the future", ErrInvalid, req.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	expires := req.ExpiresAt
-	if !admin {
-		if roles, cidrs, expires, err = s.inheritLimits(ctx, g, roles, cidrs, expires); err != nil {
-			return IssuedToken{}, err
-		}
-	}
-	p, err := s.principal(ctx, owner)
-	if err != nil {
-		return IssuedToken{}, err
-	}
-	held := rolesOf(assignments(p.Roles))
-	for _, r := range roles {
-		if !slices.Contains(held, r) {
-			return IssuedToken{}, fmt.Errorf("%w: principal %q does not hold the role %s (it holds %v); a token can only be narrowed to its owner's roles",
-				ErrInvalid, p.Name, r, held)
-		}
 	}
 	cred, err := secret.NewToken()
 	if err != nil {
 		return IssuedToken{}, err
 	}
 	st := store.Token{
-		ClientID: cred.ClientID, PrincipalID: owner, SecretHash: s.kr.HashSecret(cred.Secret),
-		Title: req.Title, Description: req.Description, Roles: roleStrings(roles), AllowCIDRs: prefixStrings(cidrs),
-		ExpiresAt: expires,
+		ClientID: cred.ClientID, PrincipalID: lim.owner.ID, SecretHash: s.kr.HashSecret(cred.Secret),
+		Title: req.Title, Description: req.Description, Roles: roleStrings(lim.roles), AllowCIDRs: prefixStrings(lim.cidrs),
+		ExpiresAt: lim.expires,
 	}
 	if err := s.db.CreateToken(ctx, st); err != nil {
 		return IssuedToken{}, adminStoreError("create token", "a token with this client id", err)
@@ -136,6 +111,60 @@ func (s *Service) createToken(ctx context.Context, g Grant, req TokenRequest) (I
 		return IssuedToken{}, storeError("read the new token", err)
 	}
 	return IssuedToken{TokenInfo: tokenInfo(got), Credential: cred}, nil
+}
+
+// tokenLimits are what a new token (or TSIG key) will be: its owner and
+// its checked narrowing, sources and expiry.
+type tokenLimits struct {
+	owner   PrincipalInfo
+	roles   []Role
+	cidrs   []netip.Prefix
+	expires time.Time
+}
+
+// newTokenLimits checks who may create a credential for whom and with
+// what limits (see CreateToken); API tokens and TSIG keys share it.
+func (s *Service) newTokenLimits(ctx context.Context, g Grant, req TokenRequest) (tokenLimits, error) {
+	owner := req.PrincipalID
+	if owner == 0 {
+		owner = g.Principal.ID
+	}
+	admin := g.Allows(ActionManageAccess)
+	if !g.owns(owner) && !admin {
+		return tokenLimits{}, ErrForbidden
+	}
+	if err := positiveID("principal", owner); err != nil {
+		return tokenLimits{}, err
+	}
+	roles, err := parseRoles(req.Roles)
+	if err != nil {
+		return tokenLimits{}, err
+	}
+	cidrs, err := parsePrefixes(req.AllowCIDRs)
+	if err != nil {
+		return tokenLimits{}, err
+	}
+	if !req.ExpiresAt.IsZero() && !req.ExpiresAt.After(s.now()) {
+		return tokenLimits{}, fmt.Errorf("%w: expires_at %s is not in the future", ErrInvalid, req.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	expires := req.ExpiresAt
+	if !admin {
+		if roles, cidrs, expires, err = s.inheritLimits(ctx, g, roles, cidrs, expires); err != nil {
+			return tokenLimits{}, err
+		}
+	}
+	p, err := s.principal(ctx, owner)
+	if err != nil {
+		return tokenLimits{}, err
+	}
+	held := rolesOf(assignments(p.Roles))
+	for _, r := range roles {
+		if !slices.Contains(held, r) {
+			return tokenLimits{}, fmt.Errorf("%w: principal %q does not hold the role %s (it holds %v); a token can only be narrowed to its owner's roles",
+				ErrInvalid, p.Name, r, held)
+		}
+	}
+	return tokenLimits{owner: p, roles: roles, cidrs: cidrs, expires: expires}, nil
 }
 
 // inheritLimits bounds a token a caller without the admin role creates for
@@ -186,8 +215,9 @@ func (s *Service) inheritLimits(ctx context.Context, g Grant, roles []Role, cidr
 	return roles, cidrs, expires, nil
 }
 
-// ListTokens returns the tokens of a principal, revoked and expired ones
-// included, never with secrets or hashes. A principal may list its own;
+// ListTokens returns the API tokens of a principal, revoked and expired
+// ones included, never with secrets or hashes; TSIG keys are listed by
+// ListTSIGKeys. A principal may list its own;
 // another principal's, or every token (principalID 0), need the admin
 // role.
 func (s *Service) ListTokens(ctx context.Context, g Grant, principalID int64) ([]TokenInfo, error) {
@@ -203,7 +233,9 @@ func (s *Service) ListTokens(ctx context.Context, g Grant, principalID int64) ([
 	}
 	out := make([]TokenInfo, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, tokenInfo(t))
+		if t.Kind == "" {
+			out = append(out, tokenInfo(t))
+		}
 	}
 	return out, nil
 }
@@ -324,7 +356,10 @@ func tokenInfo(t store.Token) TokenInfo {
 	out := TokenInfo{
 		ClientID: t.ClientID, PrincipalID: t.PrincipalID, Title: t.Title, Description: t.Description,
 		AllowCIDRs: slices.Clone(t.AllowCIDRs), CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
-		RevokedAt: t.RevokedAt, LastUsedAt: t.LastUsedAt,
+		RevokedAt: t.RevokedAt, LastUsedAt: t.LastUsedAt, Kind: TokenKindAPI,
+	}
+	if t.Kind == store.TokenKindTSIG {
+		out.Kind, out.Algorithm = TokenKindTSIG, t.TSIGAlgorithm
 	}
 	for _, r := range t.Roles {
 		out.Roles = append(out.Roles, Role(r))
