@@ -203,6 +203,10 @@ const certifySyncWait = 20 * time.Second
 // validate. Without propagation checks it returns at once.
 func (c *certifyAPI) visible(ctx context.Context, ch hub.Challenge, wait time.Duration) actionResult {
 	res := presentedResult(ch)
+	if ch.Upstream() {
+		res.Message += fmt.Sprintf("; written to the domain's own DNS through provider %s", ch.Provider)
+		return res
+	}
 	p := c.a.propagation()
 	if p == nil {
 		return res

@@ -194,7 +194,9 @@ func (a *API) present(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/api/v1/challenges/"+ch.ID)
 	out, status := toChallengeJSON(ch), http.StatusCreated
-	if wait > 0 {
+	// A value written into the domain's own DNS is not the hub's
+	// nameservers' to serve: there is nothing of the hub's to wait for.
+	if wait > 0 && !ch.Upstream() {
 		// The server's write timeout (30 s) would cut a longer wait: this
 		// response may take the wait and a little more.
 		a.extendWrite(w, r, wait+waitSlack)
@@ -244,7 +246,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := toChallengeJSON(ch)
-	if p := a.propagation(); p != nil && ch.Live {
+	if p := a.propagation(); p != nil && ch.Live && !ch.Upstream() {
 		res, err := p.WaitPropagation(r.Context(), ch, 0)
 		if err != nil && r.Context().Err() != nil {
 			return // the client went away while the check ran

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/acmehub/acmehub/internal/dnsupdate"
 	"github.com/acmehub/acmehub/internal/zone"
 )
 
@@ -77,6 +78,10 @@ type Handler struct {
 	glueCount uint16
 	hosts     map[string]*host    // in-zone nameserver names
 	ents      map[string]struct{} // names between those and the apex
+
+	updates  *dnsupdate.Handler // UPDATE (and, on a gateway, every message)
+	gateway  bool
+	inflight chan struct{} // bounds UPDATEs handed off by the UDP batch loops
 }
 
 // host holds the address RRsets of an in-zone nameserver, owners pointing
@@ -104,6 +109,9 @@ func NewHandler(cfg Config, z Zone) (*Handler, error) {
 		soaTTL:     seconds(cfg.TTL),
 		hosts:      map[string]*host{},
 		ents:       map[string]struct{}{},
+		updates:    cfg.Updates,
+		gateway:    cfg.Gateway,
+		inflight:   make(chan struct{}, maxInflightUpdates),
 	}
 	h.negTTL = min(h.soaTTL, seconds(cfg.Minimum))
 	h.soaNames = append(packName(cfg.Nameservers[0].Name), packName(cfg.Mbox)...)
@@ -197,7 +205,8 @@ func (h *Handler) Answer(dst []byte, req *dns.Msg, t Transport) ([]byte, int) {
 	switch req.Opcode {
 	case dns.OpcodeQuery:
 	case dns.OpcodeNotify, dns.OpcodeUpdate:
-		// No primaries to accept NOTIFY from and no TSIG keys for UPDATE yet.
+		// No primaries to accept NOTIFY from; UPDATE reaches Answer only
+		// without an UPDATE handler (see Handler.routed).
 		r.question(req)
 		return r.fail(dns.RcodeRefused)
 	default:

@@ -96,7 +96,7 @@ func BenchmarkServeUDP(b *testing.B) {
 			buf := make([]byte, 0, 1024)
 			b.ReportAllocs()
 			for b.Loop() {
-				reply, send := h.serveUDP(buf, req, wire)
+				reply, send := h.serveUDP(buf, req, wire, nil)
 				if !send {
 					b.Fatal("no reply")
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/acmehub/acmehub/internal/dnsupdate"
 	"github.com/acmehub/acmehub/internal/zone"
 )
 
@@ -84,6 +85,14 @@ type Config struct {
 	Observer func(qtype uint16, rcode int, elapsed time.Duration)
 	// Logger receives per-query lines at Debug and problems above. Nil discards.
 	Logger *slog.Logger
+	// Updates, if set, answers RFC 2136 UPDATE messages (TSIG-signed; for
+	// the hub zone alone unless Gateway). Nil: every UPDATE is REFUSED.
+	Updates *dnsupdate.Handler
+	// Gateway makes this server the RFC 2136 gateway listener (Updates
+	// required): UPDATE for any zone the keys cover and the SOA answers of
+	// zone discovery, every other message REFUSED. It never answers from
+	// the hub zone, so it reveals nothing the public listener keeps back.
+	Gateway bool
 }
 
 // validate reports every problem at once and returns the config with
@@ -176,6 +185,12 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Gateway && c.Updates == nil {
+		errs = append(errs, errors.New("gateway: needs an UPDATE handler"))
+	}
+	if c.Updates != nil && origin != "" && c.Updates.Zone() != origin {
+		errs = append(errs, fmt.Errorf("updates: handler zone %s is not the origin %s", c.Updates.Zone(), origin))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("dnsserver: invalid config: %w", errors.Join(errs...))

@@ -4,9 +4,49 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmehub/acmehub/internal/dnsupdate"
 )
+
+// fuzzNow is the fuzz handlers' clock and the seeds' signing time.
+var fuzzNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// updateSeeds are signed and unsigned UPDATEs and gateway queries in the
+// shapes clients send.
+func updateSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	be := newFakeBackend()
+	k := be.key(keyOrg)
+	sign := func(m *dns.Msg) []byte {
+		m.SetTsig(k.Name, k.Algorithm, 300, fuzzNow.Unix())
+		b, _, err := dns.TsigGenerateWithProvider(m, k, "", false)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	lego := updateMsg(origin)
+	lego.RemoveRRset([]dns.RR{txt(chalLbl, "")})
+	lego.Insert([]dns.RR{txt(chalLbl, "v")})
+	certbot := updateMsg("example.org.")
+	certbot.Insert([]dns.RR{txt(chalOrg, "v")})
+	pre := updateMsg("example.org.")
+	pre.Used([]dns.RR{txt(chalOrg, "a"), txt(chalOrg, "b")})
+	pre.NameUsed([]dns.RR{txt(chalOrg, "")})
+	pre.RRsetNotUsed([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: chalOrg, Rrtype: dns.TypeA}}})
+	pre.Remove([]dns.RR{txt(chalOrg, "a")})
+	pre.RemoveName([]dns.RR{txt(chalOrg, "")})
+	edns := updateMsg("example.org.")
+	edns.SetEdns0(1232, false)
+	edns.Insert([]dns.RR{txt(chalOrg, "v")})
+	return [][]byte{
+		pack(tb, lego), sign(lego.Copy()), sign(certbot), sign(pre), sign(edns),
+		pack(tb, query(chalOrg, dns.TypeSOA)), sign(query(chalOrg, dns.TypeSOA)),
+	}
+}
 
 func FuzzServeDNS(f *testing.F) {
 	for _, tc := range malformedCases() {
@@ -16,7 +56,35 @@ func FuzzServeDNS(f *testing.F) {
 		f.Add(pack(f, tc.q))
 	}
 	f.Add(pack(f, withEDNS(query("big."+origin, dns.TypeTXT), 700, true)))
-	h := testHandler(f)
+	for _, b := range updateSeeds(f) {
+		f.Add(b)
+	}
+	// The plain handler, and the public and gateway listeners with an
+	// UPDATE handler (a backend that never changes, a fixed clock and no
+	// rate limits, so a message gets the same reply twice).
+	plain := testHandler(f)
+	be := newFakeBackend()
+	be.stateless = true
+	be.set(chalOrg, "a", "b")
+	u, err := dnsupdate.New(dnsupdate.Config{
+		Backend: be, Zone: origin, MName: "ns1.acme.example.net.", RName: "hostmaster.example.net.",
+		Limits: dnsupdate.Limits{FailuresPerSource: ratelimitOff, FailuresPerKey: ratelimitOff, UpdatesPerKey: ratelimitOff},
+		Now:    func() time.Time { return fuzzNow },
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Updates = u
+	public, err := NewHandler(cfg, testView(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg.Gateway = true
+	gateway, err := NewHandler(cfg, testView(f))
+	if err != nil {
+		f.Fatal(err)
+	}
 
 	// respond is the pipeline the UDP batch loops run, and what miekg's
 	// server does over TCP (TestRespondMatchesMiekgTCP). It has no recover,
@@ -24,9 +92,10 @@ func FuzzServeDNS(f *testing.F) {
 	// do, must not carry anything from one message into the next reply.
 	req := new(dns.Msg)
 	f.Fuzz(func(t *testing.T, m []byte) {
-		for _, tr := range []Transport{UDP, TCP} {
-			b, _, v := h.respond(nil, req, m, tr)
-			if fresh, _, fv := h.respond(nil, new(dns.Msg), m, tr); fv != v || !bytes.Equal(fresh, b) {
+		for i, tr := range []Transport{UDP, TCP, UDP, TCP, UDP, TCP} {
+			h := []*Handler{plain, public, gateway}[i/2]
+			b, _, v := h.respond(nil, req, m, tr, nil)
+			if fresh, _, fv := h.respond(nil, new(dns.Msg), m, tr, nil); fv != v || !bytes.Equal(fresh, b) {
 				t.Fatalf("%s: reply with a reused Msg differs from a fresh one:\n% x\n% x", tr, b, fresh)
 			}
 			if v == dropped {

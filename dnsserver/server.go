@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmehub/acmehub/internal/dnsupdate"
 )
 
 // Server serves each UDP listen address with a specific IP through our
@@ -251,7 +253,9 @@ func (s *Server) Start() error {
 	var loops []*udpLoop
 	for _, u := range s.udp {
 		for _, c := range u.conns {
-			loops = append(loops, newUDPLoop(s.h, c))
+			l := newUDPLoop(s.h, c)
+			l.wg = &s.loops // shutdown waits for handed-off UPDATEs too
+			loops = append(loops, l)
 		}
 	}
 	n := len(loops)
@@ -293,6 +297,13 @@ func (s *Server) Start() error {
 			DecorateReader:    writeDeadline(s.cfg.QueryTimeout),
 			NotifyStartedFunc: notify,
 		})
+	}
+	if s.h.updates != nil {
+		// miekg checks TSIG before our handler runs; the check is deferred
+		// to the UPDATE handler, which knows the client (dnsupdate.Deferred).
+		for _, srv := range s.servers {
+			srv.TsigProvider = dnsupdate.Deferred{}
+		}
 	}
 	servers := s.servers
 	addrs := s.addrsLocked()
@@ -480,7 +491,13 @@ func (s *shell) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		bufPool.Put(bp)
 	}()
 
-	reply, rcode := h.Answer(*bp, req, s.t)
+	var reply []byte
+	var rcode int
+	if h.routed(req) {
+		reply, rcode = h.update(req, w.TsigStatus(), w.RemoteAddr(), s.t)
+	} else {
+		reply, rcode = h.Answer(*bp, req, s.t)
+	}
 	written = true
 	_, err := w.Write(reply)
 	if cap(reply) <= maxTCP+512 {

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/acmehub/acmehub/internal/dnsupdate"
 )
 
 // The UDP fast path. miekg's UDP server reads one packet per recvfrom,
@@ -49,7 +52,10 @@ const (
 // does: the reply is built in dst's storage (grown as needed), req is
 // overwritten (Unpack resets every field it uses). It has no recover;
 // serveUDP and the fuzz test are its callers.
-func (h *Handler) respond(dst []byte, req *dns.Msg, m []byte, t Transport) ([]byte, int, verdict) {
+//
+// Messages for the UPDATE handler (see routed) are answered by it, with
+// src as the client's address.
+func (h *Handler) respond(dst []byte, req *dns.Msg, m []byte, t Transport, src net.Addr) ([]byte, int, verdict) {
 	if len(m) < hdrLen {
 		h.invalid(m, dns.ErrShortRead) // let the client hang: any reply can amplify
 		return nil, 0, dropped
@@ -67,6 +73,10 @@ func (h *Handler) respond(dst []byte, req *dns.Msg, m []byte, t Transport) ([]by
 		return nil, 0, dropped
 	case dns.MsgAccept:
 		err := req.Unpack(m)
+		if err == nil && h.routed(req) {
+			reply, rcode := h.update(req, dnsupdate.Inspect(req, m), src, t)
+			return reply, rcode, answered
+		}
 		if err == nil {
 			reply, rcode := h.Answer(dst, req, t)
 			return reply, rcode, answered
@@ -99,7 +109,7 @@ func (h *Handler) respond(dst []byte, req *dns.Msg, m []byte, t Transport) ([]by
 // serveUDP runs respond for one packet of a batch with the shell's
 // extras: metrics, the Debug line and a recover that turns a panic into
 // SERVFAIL for this packet only.
-func (h *Handler) serveUDP(dst []byte, req *dns.Msg, m []byte) (reply []byte, send bool) {
+func (h *Handler) serveUDP(dst []byte, req *dns.Msg, m []byte, src net.Addr) (reply []byte, send bool) {
 	debug := h.log.Enabled(background, slog.LevelDebug)
 	var start time.Time
 	if h.observe != nil || debug {
@@ -114,7 +124,7 @@ func (h *Handler) serveUDP(dst []byte, req *dns.Msg, m []byte) (reply []byte, se
 			}
 		}
 	}()
-	reply, rcode, v := h.respond(dst, req, m, UDP)
+	reply, rcode, v := h.respond(dst, req, m, UDP, src)
 	built, send = true, v != dropped
 	switch v {
 	case answered:
@@ -138,13 +148,15 @@ type batchConn interface {
 type udpLoop struct {
 	h       *Handler
 	conn    batchConn
+	uc      *net.UDPConn    // for the replies of handed-off UPDATEs
+	wg      *sync.WaitGroup // tracks the handed-off UPDATEs (the server's loops)
 	in, out []ipv4.Message
 	replies [][]byte // reply storage, one per slot of out
 	req     dns.Msg
 }
 
 func newUDPLoop(h *Handler, c *net.UDPConn) *udpLoop {
-	l := &udpLoop{h: h, conn: ipv4.NewPacketConn(c)}
+	l := &udpLoop{h: h, conn: ipv4.NewPacketConn(c), uc: c, wg: new(sync.WaitGroup)}
 	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
 		l.conn = ipv6.NewPacketConn(c)
 	}
@@ -190,7 +202,13 @@ func (l *udpLoop) process(in []ipv4.Message) []ipv4.Message {
 	k := 0
 	for i := range in {
 		m := in[i].Buffers[0][:in[i].N]
-		reply, send := l.h.serveUDP(l.replies[k], &l.req, m)
+		if l.h.routedWire(m) {
+			if !l.handOff(m, in[i].Addr) {
+				l.h.log.LogAttrs(background, slog.LevelDebug, "dns: too many updates in flight; dropped one", slog.Any("from", in[i].Addr))
+			}
+			continue
+		}
+		reply, send := l.h.serveUDP(l.replies[k], &l.req, m, in[i].Addr)
 		if !send {
 			continue
 		}

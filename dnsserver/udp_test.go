@@ -497,7 +497,7 @@ func TestRespondMatchesMiekgTCP(t *testing.T) {
 	for _, tc := range malformedCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			want, _, v := h.respond(nil, new(dns.Msg), tc.b, TCP)
+			want, _, v := h.respond(nil, new(dns.Msg), tc.b, TCP, nil)
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)

@@ -18,6 +18,7 @@ const (
 	UpstreamAdding   = "adding"   // the provider call is in flight (or the process died during it)
 	UpstreamLive     = "live"     // published; removed on clean-up or at ExpiresAt
 	UpstreamRemoving = "removing" // removal due at NextAttemptAt (retried with backoff)
+	UpstreamCleaning = "cleaning" // a removal call is in flight, claimed until NextAttemptAt
 	UpstreamFailed   = "failed"   // removal given up: reported until an admin retries or forgets it
 )
 
@@ -52,21 +53,36 @@ type UpstreamRecord struct {
 	NextAttemptAt time.Time
 }
 
+// ErrBusy means a provider call for that record is in flight (a write
+// or a removal): acting on it now would race that call.
+var ErrBusy = errors.New("a provider call for it is in flight")
+
+// UpstreamLimits bound what BeginUpstreamRecord accepts; 0 means no bound.
+type UpstreamLimits struct {
+	// Exclusive: the provider replaces the whole TXT set at a name, so a
+	// record of another value at the FQDN (any credential) that is adding,
+	// live or cleaning makes Begin fail with ErrConflict.
+	Exclusive bool
+	// PerName caps the records at one FQDN, PerCreator those one
+	// principal (CreatedBy) holds, in any state but failed.
+	PerName, PerCreator int
+}
+
 // BeginUpstreamRecord persists r in state UpstreamAdding before the
 // provider is called. If a record with the same credential, FQDN and value
-// exists it is returned instead, its ExpiresAt extended to r's, its state
-// kept unless it was removing or failed (then adding again), and existing
-// is true. With exclusive (providers that replace the whole TXT set), a
-// record of another value at the same credential and FQDN in state adding
-// or live makes it fail with ErrConflict and return that record.
-func (db *DB) BeginUpstreamRecord(ctx context.Context, r UpstreamRecord, exclusive bool) (rec UpstreamRecord, existing bool, err error) {
+// exists: a live one is returned with its ExpiresAt extended to r's and
+// existing true; a removing or failed one becomes r's, adding again
+// (existing true); an adding or cleaning one fails with ErrBusy. Limits
+// are checked in the same transaction: ErrConflict (returning the
+// conflicting record) or ErrTooManyValues.
+func (db *DB) BeginUpstreamRecord(ctx context.Context, r UpstreamRecord, lim UpstreamLimits) (rec UpstreamRecord, existing bool, err error) {
 	if err := r.validateNew(); err != nil {
 		return UpstreamRecord{}, false, fmt.Errorf("store: begin upstream record %s: %w: %w", r.FQDN, ErrInvalid, err)
 	}
 	var conflict bool
 	_, err = db.write(ctx, "begin upstream record", func(w *wtx) error {
 		var werr error
-		rec, existing, conflict, werr = w.beginUpstream(r, exclusive)
+		rec, existing, conflict, werr = w.beginUpstream(r, lim)
 		if werr != nil {
 			return fmt.Errorf("store: begin upstream record %s: %w", r.FQDN, werr)
 		}
@@ -85,20 +101,20 @@ func (db *DB) BeginUpstreamRecord(ctx context.Context, r UpstreamRecord, exclusi
 	return rec, existing, nil
 }
 
-// SetUpstreamRecordState moves a record to state (any of the four), with
+// SetUpstreamRecordState moves a record from state from to state to, with
 // its failed attempts, last error and next attempt time. ErrNotFound if it
-// is gone.
-func (db *DB) SetUpstreamRecordState(ctx context.Context, id int64, state string, attempts int, lastError string, next time.Time) error {
-	if !slices.Contains(upstreamStates, state) {
-		return fmt.Errorf("store: set upstream record %d: %w: state %q unknown", id, ErrInvalid, state)
+// is gone or no longer in state from (another writer acted on it).
+func (db *DB) SetUpstreamRecordState(ctx context.Context, id int64, from, to string, attempts int, lastError string, next time.Time) error {
+	if !slices.Contains(upstreamStates, to) || !slices.Contains(upstreamStates, from) {
+		return fmt.Errorf("store: set upstream record %d: %w: state %q -> %q unknown", id, ErrInvalid, from, to)
 	}
 	if attempts < 0 {
 		return fmt.Errorf("store: set upstream record %d: %w: attempts %d is negative", id, ErrInvalid, attempts)
 	}
 	lastError = capLastError(lastError)
 	_, err := db.write(ctx, "set upstream record", func(w *wtx) error {
-		res, err := w.exec(`UPDATE upstream_records SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?`,
-			state, attempts, lastError, milliOrZero(next), id)
+		res, err := w.exec(`UPDATE upstream_records SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?
+			WHERE id = ? AND state = ?`, to, attempts, lastError, milliOrZero(next), id, from)
 		if err != nil {
 			return fmt.Errorf("store: set upstream record %d: %w", id, sqlErr(err))
 		}
@@ -107,11 +123,68 @@ func (db *DB) SetUpstreamRecordState(ctx context.Context, id int64, state string
 	return err
 }
 
+// ClaimUpstreamRecord moves rec, as the caller read it, to
+// UpstreamCleaning until lease: the caller then removes the value and
+// deletes the row (or sets it removing or failed). It fails with
+// ErrNotFound when the row changed since it was read (state, expiry, next
+// attempt or creation), so a re-present that extended a live value, or
+// another claimant, wins. Rows adding cannot be claimed here.
+func (db *DB) ClaimUpstreamRecord(ctx context.Context, rec UpstreamRecord, lease time.Time) (UpstreamRecord, error) {
+	if lease.IsZero() {
+		return UpstreamRecord{}, fmt.Errorf("store: claim upstream record %d: %w: no lease", rec.ID, ErrInvalid)
+	}
+	var out UpstreamRecord
+	_, err := db.write(ctx, "claim upstream record", func(w *wtx) error {
+		r, err := scanUpstream(w.queryRow(`UPDATE upstream_records SET state = 'cleaning', next_attempt_at = ?
+			WHERE id = ? AND state = ? AND state <> 'adding' AND expires_at = ? AND next_attempt_at = ? AND created_at = ?
+			RETURNING `+upstreamCols,
+			lease.UnixMilli(), rec.ID, rec.State, rec.ExpiresAt.UnixMilli(), milliOrZero(rec.NextAttemptAt), rec.CreatedAt.UnixMilli()))
+		if err != nil {
+			return fmt.Errorf("store: claim upstream record %d: %w", rec.ID, notFound(err))
+		}
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// AbandonUpstreamAdding turns an adding record, as the caller read it, into
+// a removing one due at once, for a write whose process died (the row
+// stayed adding past any call's timeout): what it wrote is unknown.
+// ErrNotFound when the row changed since.
+func (db *DB) AbandonUpstreamAdding(ctx context.Context, rec UpstreamRecord, now time.Time) error {
+	_, err := db.write(ctx, "abandon upstream record", func(w *wtx) error {
+		res, err := w.exec(`UPDATE upstream_records SET state = 'removing', next_attempt_at = ?
+			WHERE id = ? AND state = 'adding' AND created_at = ?`, now.UnixMilli(), rec.ID, rec.CreatedAt.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("store: abandon upstream record %d: %w", rec.ID, err)
+		}
+		return affectedOne(res, "abandon upstream record", rec.ID)
+	})
+	return err
+}
+
+// ExpireUpstreamRecord makes a record due for removal now (ExpiresAt =
+// now) if it is adding or live: a clean-up that arrives while the write is
+// in flight leaves the removal to the sweep, right after the write.
+func (db *DB) ExpireUpstreamRecord(ctx context.Context, id int64, now time.Time) error {
+	_, err := db.write(ctx, "expire upstream record", func(w *wtx) error {
+		res, err := w.exec(`UPDATE upstream_records SET expires_at = min(expires_at, ?)
+			WHERE id = ? AND state IN ('adding', 'live')`, now.UnixMilli(), id)
+		if err != nil {
+			return fmt.Errorf("store: expire upstream record %d: %w", id, err)
+		}
+		return affectedOne(res, "expire upstream record", id)
+	})
+	return err
+}
+
 // DeleteUpstreamRecord forgets a record (removed upstream, or an admin
-// gave up on it); ErrNotFound if it is gone.
-func (db *DB) DeleteUpstreamRecord(ctx context.Context, id int64) error {
+// gave up on it) if it is in state from ("" for any); ErrNotFound if it is
+// gone or in another state.
+func (db *DB) DeleteUpstreamRecord(ctx context.Context, id int64, from string) error {
 	_, err := db.write(ctx, "delete upstream record", func(w *wtx) error {
-		res, err := w.exec(`DELETE FROM upstream_records WHERE id = ?`, id)
+		res, err := w.exec(`DELETE FROM upstream_records WHERE id = ? AND (? = '' OR state = ?)`, id, from, from)
 		if err != nil {
 			return fmt.Errorf("store: delete upstream record %d: %w", id, err)
 		}
@@ -144,8 +217,9 @@ func (db *DB) UpstreamRecordsAt(ctx context.Context, fqdn, value string) ([]Upst
 }
 
 // DueUpstreamRecords returns at most limit records needing work at now, by
-// id: live ones past ExpiresAt, removing ones past NextAttemptAt, and
-// adding ones created before staleAdding (their process died mid-call).
+// id: live ones past ExpiresAt, removing ones past NextAttemptAt, cleaning
+// ones whose claim lapsed (their claimant died), and adding ones created
+// before staleAdding (their process died mid-call).
 func (db *DB) DueUpstreamRecords(ctx context.Context, now, staleAdding time.Time, limit int) ([]UpstreamRecord, error) {
 	if err := checkUpstreamLimit(limit); err != nil {
 		return nil, fmt.Errorf("store: due upstream records: %w: %w", ErrInvalid, err)
@@ -153,7 +227,7 @@ func (db *DB) DueUpstreamRecords(ctx context.Context, now, staleAdding time.Time
 	// Each branch of the OR searches its own (state, time) index of 0006.
 	rs, err := queryUpstream(ctx, db.r, `SELECT `+upstreamCols+` FROM upstream_records
 		WHERE (state = 'live' AND expires_at <= ?)
-			OR (state = 'removing' AND next_attempt_at <= ?)
+			OR (state IN ('removing', 'cleaning') AND next_attempt_at <= ?)
 			OR (state = 'adding' AND created_at < ?)
 		ORDER BY id LIMIT ?`, now.UnixMilli(), now.UnixMilli(), staleAdding.UnixMilli(), limit)
 	if err != nil {
@@ -217,7 +291,7 @@ const (
 	maxUpstreamPage = 10_000
 )
 
-var upstreamStates = []string{UpstreamAdding, UpstreamLive, UpstreamRemoving, UpstreamFailed}
+var upstreamStates = []string{UpstreamAdding, UpstreamLive, UpstreamRemoving, UpstreamCleaning, UpstreamFailed}
 
 // validateNew checks what BeginUpstreamRecord stores from r; the fields
 // the store sets (state, attempts, times but ExpiresAt) are ignored.
@@ -345,11 +419,12 @@ func queryUpstream(ctx context.Context, q queryer, query string, args ...any) ([
 // beginUpstream is BeginUpstreamRecord inside the writer's transaction, so
 // that the checks and the insert cannot be raced. With conflict true, rec
 // is the conflicting record and nothing was written.
-func (w *wtx) beginUpstream(r UpstreamRecord, exclusive bool) (rec UpstreamRecord, existing, conflict bool, err error) {
-	if exclusive {
+func (w *wtx) beginUpstream(r UpstreamRecord, lim UpstreamLimits) (rec UpstreamRecord, existing, conflict bool, err error) {
+	if lim.Exclusive {
+		// Any credential: two credentials may reach the same zone.
 		c, err := scanUpstream(w.queryRow(`SELECT `+upstreamCols+` FROM upstream_records
-			WHERE credential_id = ? AND fqdn = ? AND value <> ? AND state IN ('adding', 'live') ORDER BY id LIMIT 1`,
-			r.CredentialID, r.FQDN, r.Value))
+			WHERE fqdn = ? AND value <> ? AND state IN ('adding', 'live', 'cleaning') ORDER BY id LIMIT 1`,
+			r.FQDN, r.Value))
 		if err == nil {
 			return c, false, true, nil
 		}
@@ -360,6 +435,12 @@ func (w *wtx) beginUpstream(r UpstreamRecord, exclusive bool) (rec UpstreamRecor
 	old, err := scanUpstream(w.queryRow(`SELECT `+upstreamCols+` FROM upstream_records
 		WHERE credential_id = ? AND fqdn = ? AND value = ?`, r.CredentialID, r.FQDN, r.Value))
 	now, expires := w.now.UnixMilli(), r.ExpiresAt.UnixMilli()
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && old.State == UpstreamFailed) {
+		// A new value, or a failed one (not counted) counting again.
+		if err := w.upstreamLimits(r, lim); err != nil {
+			return UpstreamRecord{}, false, false, err
+		}
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		rec, err = scanUpstream(w.queryRow(`INSERT INTO upstream_records (config_id, credential_id, provider, engine,
@@ -370,8 +451,10 @@ func (w *wtx) beginUpstream(r UpstreamRecord, exclusive bool) (rec UpstreamRecor
 		return rec, false, false, sqlErr(err)
 	case err != nil:
 		return UpstreamRecord{}, false, false, err
-	case old.State == UpstreamAdding || old.State == UpstreamLive:
-		// Still there (or being written): only the expiry moves, never back.
+	case old.State == UpstreamAdding || old.State == UpstreamCleaning:
+		return old, true, false, fmt.Errorf("record %d is %s: %w", old.ID, old.State, ErrBusy)
+	case old.State == UpstreamLive:
+		// Still there: only the expiry moves, never back.
 		rec, err = scanUpstream(w.queryRow(`UPDATE upstream_records SET expires_at = max(expires_at, ?)
 			WHERE id = ? RETURNING `+upstreamCols, expires, old.ID))
 		return rec, true, false, err
@@ -386,4 +469,34 @@ func (w *wtx) beginUpstream(r UpstreamRecord, exclusive bool) (rec UpstreamRecor
 			r.ConfigID, r.Provider, r.Engine, r.Domain, r.KeyAuth, int64(r.TTL), r.CreatedBy, now, expires, old.ID))
 		return rec, true, false, sqlErr(err)
 	}
+}
+
+// upstreamLimits checks the per-name and per-creator caps before a new
+// record is inserted; failed records do not count (they are reported, not
+// served).
+func (w *wtx) upstreamLimits(r UpstreamRecord, lim UpstreamLimits) error {
+	count := func(col, v string) (int, error) {
+		var n int
+		err := w.queryRow(`SELECT count(*) FROM upstream_records WHERE `+col+` = ? AND state <> 'failed'`, v).Scan(&n)
+		return n, err
+	}
+	if lim.PerName > 0 {
+		n, err := count("fqdn", r.FQDN)
+		if err != nil {
+			return err
+		}
+		if n >= lim.PerName {
+			return fmt.Errorf("%w: %s holds %d values already (at most %d)", ErrTooManyValues, r.FQDN, n, lim.PerName)
+		}
+	}
+	if lim.PerCreator > 0 && r.CreatedBy != "" {
+		n, err := count("created_by", r.CreatedBy)
+		if err != nil {
+			return err
+		}
+		if n >= lim.PerCreator {
+			return fmt.Errorf("%w: %s holds %d upstream values already (at most %d)", ErrTooManyValues, r.CreatedBy, n, lim.PerCreator)
+		}
+	}
+	return nil
 }

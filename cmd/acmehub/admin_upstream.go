@@ -14,7 +14,7 @@ import (
 
 func upstreamRecordGroup() adminGroup {
 	return adminGroup{name: "upstream-record", summary: "values written into domains' own DNS through upstream providers, and failed removals", verbs: []adminVerb{
-		{"list", "list upstream records (--state live|removing|failed|adding)", upstreamRecordList},
+		{"list", "list upstream records (--state live|removing|failed|adding|cleaning)", upstreamRecordList},
 		{"retry", "remove an upstream record's value now (forgotten on success)", upstreamRecordRetry},
 		{"forget", "forget an upstream record without touching the upstream DNS", upstreamRecordForget},
 	}}
@@ -25,7 +25,7 @@ func upstreamRecordList(ctx context.Context, args []string, e env) error {
 		"Lists the values the hub wrote into domains' own DNS, by id. State removing: a removal failed and\n"+
 			"is retried with backoff; failed: the hub gave up (see --upstream-max-attempts): remove the value by\n"+
 			"hand and forget the record, or retry it.")
-	state := c.stringFlag("state", "STATE", "", "only records in this state: adding, live, removing or failed")
+	state := c.stringFlag("state", "STATE", "", "only records in this state: adding, live, removing, cleaning or failed")
 	if _, err := c.parse(args, 0, ""); err != nil {
 		return err
 	}

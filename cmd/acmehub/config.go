@@ -34,6 +34,7 @@ func serveSettings() *settingSet {
 	ss.add("bootstrap-token-file", "", "where the first admin token is written (mode 0600) when stdout is not a terminal (default <data-dir>/bootstrap-admin-token)")
 	ss.add("zone", defaultZone, "the hub zone this server is authoritative for")
 	ss.addList("dns-listen", defaultDNS, "DNS listen address host:port, UDP and TCP; IPv4 or [IPv6]")
+	ss.addList("gateway-listen", "", "RFC 2136 gateway listen address host:port, UDP and TCP: TSIG-signed UPDATEs for any zone the keys' rules cover, and the SOA answers of zone discovery (default: none, off; the public listener takes UPDATEs for the hub zone)")
 	ss.add("api-listen", defaultAPI, "HTTP API listen address host:port")
 	ss.add("api-max-body", "65536", "largest accepted HTTP request body, in bytes")
 	ss.add("api-tls-cert", "", "PEM certificate (chain) file for HTTPS on the API; with api-tls-key")
@@ -95,6 +96,7 @@ type serveConfig struct {
 	BootstrapTokenFile      string
 	Zone                    string
 	DNSListen               []string
+	GatewayListen           []string
 	APIListen               string
 	APIMaxBody              int64
 	APITLSCert              string
@@ -187,6 +189,12 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	for _, a := range c.DNSListen {
 		if err := checkHostPort(a); err != nil {
 			p.addf("dns-listen: %v", err)
+		}
+	}
+	c.GatewayListen = ss.getList("gateway-listen")
+	for _, a := range c.GatewayListen {
+		if err := checkHostPort(a); err != nil {
+			p.addf("gateway-listen: %v", err)
 		}
 	}
 	c.APIListen = ss.get("api-listen")

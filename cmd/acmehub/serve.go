@@ -16,11 +16,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/dnsserver"
 	"github.com/acmehub/acmehub/internal/dnscheck"
+	"github.com/acmehub/acmehub/internal/dnsupdate"
 	"github.com/acmehub/acmehub/internal/hub"
 	"github.com/acmehub/acmehub/internal/metrics"
 	"github.com/acmehub/acmehub/internal/ratelimit"
@@ -127,22 +129,32 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	})
 
 	m := metrics.New(view)
-	dnsSrv, err := dnsserver.New(dnsConfig(cfg, logger, m), view)
+	// The service needs the DNS server's bound addresses (propagation), and
+	// the server's UPDATE handler needs the service: it gets it once it
+	// exists; UPDATEs before that are refused.
+	updates := &lateBackend{}
+	upd, err := dnsupdate.New(dnsupdate.Config{
+		Backend: updates, Zone: cfg.Zone, MName: cfg.Nameservers[0].Name, RName: cfg.SOAMbox,
+		Observer: m.DNSUpdates(), Logger: logger,
+	})
 	if err != nil {
 		return err
 	}
-	if err := dnsSrv.Listen(cfg.DNSListen...); err != nil {
-		return fmt.Errorf("dns: %w", err)
+	dcfg := dnsConfig(cfg, logger, m)
+	dcfg.Updates = upd
+	dnsSrv, err := startDNS(dcfg, view, cfg.DNSListen, logger, "dns")
+	if err != nil {
+		return err
 	}
-	if err := dnsSrv.Start(); err != nil {
-		return fmt.Errorf("dns: %w", err)
+	defer stopDNS(dnsSrv, logger, "dns")
+	if len(cfg.GatewayListen) > 0 {
+		dcfg.Gateway = true
+		gw, err := startDNS(dcfg, view, cfg.GatewayListen, logger, "rfc2136 gateway")
+		if err != nil {
+			return err
+		}
+		defer stopDNS(gw, logger, "rfc2136 gateway")
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = dnsSrv.Shutdown(sctx)
-		logger.Info("dns stopped")
-	}()
 
 	checkCfg := dnscheck.Config{Recursive: cfg.CheckResolvers, Addrs: cfg.CheckAddrs, Timeout: cfg.CheckTimeout,
 		AllowPrivate: cfg.CheckPrivate}
@@ -158,7 +170,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	}
 	upstreams, closeUpstreams := upstreamRegistry(cfg, logger)
 	defer closeUpstreams()
-	observeUpstream, upstreamStates := m.Upstream(hub.UpstreamStates)
+	observeUpstream := m.Upstream(hub.UpstreamStates, db.CountUpstreamRecords)
 	svc := hub.New(db, kr, hub.Config{
 		Zone:                  cfg.Zone,
 		DefaultTTL:            cfg.TXTTTL,
@@ -178,9 +190,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 		Upstreams:             upstreams,
 		UpstreamMaxAttempts:   cfg.UpstreamMaxAttempts,
 		UpstreamObserve:       observeUpstream,
-		UpstreamStates:        upstreamStates,
+		UpstreamCallTimeout:   cfg.UpstreamCallTimeout,
 	})
 	m.Values(db.CountValues)
+	updates.set(svc.UpdateBackend())
 	// The background delegation checker, like the sweeper: stops with runCtx.
 	if checker != nil && cfg.CheckInterval > 0 {
 		wg.Go(func() {
@@ -313,6 +326,86 @@ func checkNameservers(nss []nameserver) []dnscheck.Nameserver {
 		out = append(out, dnscheck.Nameserver{Name: n.Name, Addrs: n.Addrs})
 	}
 	return out
+}
+
+// startDNS starts a DNS server on addrs; what names it in logs and errors.
+func startDNS(cfg dnsserver.Config, view dnsserver.Zone, addrs []string, logger *slog.Logger, what string) (*dnsserver.Server, error) {
+	srv, err := dnsserver.New(cfg, view)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Listen(addrs...); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if cfg.Gateway {
+		logger.Info("rfc2136 gateway listening", "addrs", addrStrings(srv.Addrs()))
+	}
+	return srv, nil
+}
+
+func stopDNS(srv *dnsserver.Server, logger *slog.Logger, what string) {
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	logger.Info(what + " stopped")
+}
+
+func addrStrings(as []net.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// lateBackend is the UPDATE handler's backend until and after the service
+// exists (see serve): before, every key is unknown and nothing allowed.
+type lateBackend struct{ b atomic.Pointer[hub.UpdateBackend] }
+
+func (l *lateBackend) set(b hub.UpdateBackend) { l.b.Store(&b) }
+
+var errStarting = errors.New("the hub is starting")
+
+func (l *lateBackend) Key(ctx context.Context, name string, src netip.Addr) (dnsupdate.Key, error) {
+	if b := l.b.Load(); b != nil {
+		return b.Key(ctx, name, src)
+	}
+	return dnsupdate.Key{}, errStarting
+}
+
+func (l *lateBackend) Allowed(ctx context.Context, key *dnsupdate.Key, name string) bool {
+	b := l.b.Load()
+	return b != nil && b.Allowed(ctx, key, name)
+}
+
+func (l *lateBackend) Values(ctx context.Context, key dnsupdate.Key, name string) ([]string, error) {
+	if b := l.b.Load(); b != nil {
+		return b.Values(ctx, key, name)
+	}
+	return nil, errStarting
+}
+
+func (l *lateBackend) Add(ctx context.Context, key dnsupdate.Key, name, value string, src netip.Addr) error {
+	if b := l.b.Load(); b != nil {
+		return b.Add(ctx, key, name, value, src)
+	}
+	return errStarting
+}
+
+func (l *lateBackend) Remove(ctx context.Context, key dnsupdate.Key, name, value string, src netip.Addr) error {
+	if b := l.b.Load(); b != nil {
+		return b.Remove(ctx, key, name, value, src)
+	}
+	return errStarting
+}
+
+func (l *lateBackend) Refused(ctx context.Context, key *dnsupdate.Key, keyName string, src netip.Addr, zone, reason string, rcode int) {
+	if b := l.b.Load(); b != nil {
+		b.Refused(ctx, key, keyName, src, zone, reason, rcode)
+	}
 }
 
 func dnsConfig(cfg serveConfig, logger *slog.Logger, m *metrics.Metrics) dnsserver.Config {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -478,6 +479,36 @@ func TestUpstreamLegoProvider(t *testing.T) {
 		t.Fatalf("second clean-up: %v", err)
 	}
 	wantKnot(t, u.knot, "after the second clean-up", upstreamName)
+
+	t.Run("a name and its wildcard at once: one wins, the other gets 409", func(t *testing.T) {
+		// What lego's client does for example.test + *.example.test.
+		kas := []string{"token4." + randomValue(t), "token5." + randomValue(t)}
+		errs := make([]error, len(kas))
+		var wg sync.WaitGroup
+		for i, ka := range kas {
+			wg.Go(func() { errs[i] = lego.Present("upstream.test", "token", ka) })
+		}
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && won < 0:
+				won = i
+			case err == nil:
+				t.Fatalf("both concurrent presents succeeded; lego's rfc2136 provider would have replaced one")
+			case !strings.Contains(err.Error(), "409"):
+				t.Fatalf("concurrent present %d: %v, want 409", i, err)
+			}
+		}
+		if won < 0 {
+			t.Fatalf("neither concurrent present succeeded: %v", errs)
+		}
+		wantKnot(t, u.knot, "after the concurrent presents", upstreamName, keyAuthValue(kas[won]))
+		if err := lego.CleanUp("upstream.test", "token", kas[won]); err != nil {
+			t.Fatal(err)
+		}
+		wantKnot(t, u.knot, "after its clean-up", upstreamName)
+	})
 
 	t.Run("wrong TSIG secret: clear 502, Knot unchanged", func(t *testing.T) {
 		for _, c := range []struct{ engine, domain string }{{"lego", "bad.upstream.test"}, {"value", "bad2.upstream.test"}} {

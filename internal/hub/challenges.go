@@ -173,7 +173,10 @@ func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string
 	ch = Challenge{Domain: base, Value: value}
 	d, err := s.delegationAt(ctx, gens.delegations, base)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, ch, cfg, false, nil // never presented: nothing to remove
+		// Never delegated; values written upstream before the config
+		// became delegated may remain.
+		n, err = s.cleanupStrayUpstream(ctx, g, base, value)
+		return n, ch, cfg, false, err
 	}
 	if err != nil {
 		return 0, ch, cfg, false, storeError("find delegation", err)
@@ -184,10 +187,13 @@ func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string
 	if err != nil {
 		return 0, ch, cfg, false, storeError("remove value", err)
 	}
+	n = 0
 	if removed {
-		return 1, ch, cfg, true, nil
+		n = 1
 	}
-	return 0, ch, cfg, true, nil
+	// Values written upstream before the config became delegated.
+	stray, err := s.cleanupStrayUpstream(ctx, g, base, value)
+	return n + stray, ch, cfg, true, err
 }
 
 // Status reports whether the value a Present returned is still published.

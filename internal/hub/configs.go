@@ -357,7 +357,7 @@ func (s *Service) validateUpstream(ctx context.Context, g Grant, req ManagedChal
 		}
 	case EngineLego:
 		if !lego {
-			return "", 0, "", fmt.Errorf("%w: lego's provider %q is not in this build (`make build` includes every lego provider)",
+			return "", 0, "", fmt.Errorf("%w: lego's provider %q is not available on this hub: not in this build (`make build` includes every lego provider), or lego workers are off (lego-workers 0)",
 				ErrUnsupported, provider)
 		}
 	default:

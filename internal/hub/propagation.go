@@ -91,14 +91,11 @@ func (s *Service) PropagationMaxWait() time.Duration {
 // for current; without it (ids from before serials were kept), with the
 // zone's serial now, which is stricter.
 func (s *Service) WaitPropagation(ctx context.Context, ch Challenge, wait time.Duration) (Propagation, error) {
-	if ch.Target == "" && ch.RecordName != "" {
-		// Written into the domain's own DNS (upstream.go): the provider's
-		// nameservers serve it, not the hub's, so there is nothing of the
-		// hub's to wait for.
-		return Propagation{
-			PropagationResult: dnscheck.PropagationResult{Everywhere: true},
-			Detail:            "written to the domain's own DNS through provider " + ch.Provider + "; the hub's nameservers do not serve it",
-		}, nil
+	if ch.Upstream() {
+		// Written into the domain's own DNS (upstream.go): its provider's
+		// nameservers serve it, not the hub's.
+		return Propagation{}, fmt.Errorf("%w: %s is served by the domain's own nameservers (provider %s), not the hub's; the hub does not check them",
+			ErrUnsupported, ch.RecordName, ch.Provider)
 	}
 	if !s.PropagationEnabled() {
 		return Propagation{}, fmt.Errorf("%w: propagation checks are off on this hub", ErrUnsupported)

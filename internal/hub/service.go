@@ -64,8 +64,9 @@ type Config struct {
 	// UpstreamObserve, if set, receives every upstream call: provider,
 	// engine, op ("present", "cleanup"), result ("ok", "error"), duration.
 	UpstreamObserve func(provider, engine, op, result string, elapsed time.Duration)
-	// UpstreamStates, if set, receives the upstream records per state.
-	UpstreamStates func(counts map[string]int)
+	// UpstreamCallTimeout is the provider call timeout the drivers and
+	// lego workers use (0: 2 minutes); claims on records outlast it.
+	UpstreamCallTimeout time.Duration
 }
 
 // Store is what the service needs of the store; *store.DB implements it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,9 +37,12 @@ type Upstreams interface {
 
 // UpstreamStore is what upstream records add to the store.
 type UpstreamStore interface {
-	BeginUpstreamRecord(ctx context.Context, r store.UpstreamRecord, exclusive bool) (store.UpstreamRecord, bool, error)
-	SetUpstreamRecordState(ctx context.Context, id int64, state string, attempts int, lastError string, next time.Time) error
-	DeleteUpstreamRecord(ctx context.Context, id int64) error
+	BeginUpstreamRecord(ctx context.Context, r store.UpstreamRecord, lim store.UpstreamLimits) (store.UpstreamRecord, bool, error)
+	SetUpstreamRecordState(ctx context.Context, id int64, from, to string, attempts int, lastError string, next time.Time) error
+	ClaimUpstreamRecord(ctx context.Context, rec store.UpstreamRecord, lease time.Time) (store.UpstreamRecord, error)
+	AbandonUpstreamAdding(ctx context.Context, rec store.UpstreamRecord, now time.Time) error
+	ExpireUpstreamRecord(ctx context.Context, id int64, now time.Time) error
+	DeleteUpstreamRecord(ctx context.Context, id int64, from string) error
 	UpstreamRecord(ctx context.Context, id int64) (store.UpstreamRecord, error)
 	UpstreamRecordsAt(ctx context.Context, fqdn, value string) ([]store.UpstreamRecord, error)
 	DueUpstreamRecords(ctx context.Context, now, staleAdding time.Time, limit int) ([]store.UpstreamRecord, error)
@@ -54,10 +58,11 @@ const (
 	// removal attempts: base * 2^(attempts-1), at most max.
 	upstreamRetryBase = 30 * time.Second
 	upstreamRetryMax  = time.Hour
-	// staleAddingAfter: a record still "adding" this long after its
-	// creation belongs to a call that died with its process; it is
-	// removed (what the call may have written is unknown).
-	staleAddingAfter = 10 * time.Minute
+	// defaultCallTimeout is Config.UpstreamCallTimeout when 0.
+	defaultCallTimeout = 2 * time.Minute
+	// maxPerName caps the values written at one upstream name, as the
+	// hub zone caps its names (DESIGN.md).
+	maxPerName = 32
 	// sweepBatch is how many due records one sweep round takes.
 	sweepBatch = 64
 	// maxUpstreamError caps a provider's error text kept and shown.
@@ -140,14 +145,19 @@ func (s *Service) presentUpstream(ctx context.Context, g Grant, req PresentReque
 	if engine == EngineLego {
 		rec.KeyAuth = req.KeyAuthorization
 	}
-	exclusive := engine == EngineLego && s.cfg.Upstreams.ReplacesSet(cfg.Provider)
-	got, existing, err := s.db.BeginUpstreamRecord(ctx, rec, exclusive)
+	lim := store.UpstreamLimits{
+		Exclusive: engine == EngineLego && s.cfg.Upstreams.ReplacesSet(cfg.Provider),
+		PerName:   maxPerName, PerCreator: s.cfg.MaxValuesPerPrincipal,
+	}
+	got, existing, err := s.db.BeginUpstreamRecord(ctx, rec, lim)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return ch, fmt.Errorf("%w: lego's %q provider replaces every TXT value at %s, and another value is published there "+
 			"(since %s); it would be overwritten, so this one is refused: wait for its clean-up, or use engine %q (the "+
 			"value-level driver keeps several values)",
 			ErrConflict, cfg.Provider, rec.FQDN, got.CreatedAt.UTC().Format(time.RFC3339), EngineValue)
+	case errors.Is(err, store.ErrBusy):
+		return ch, fmt.Errorf("%w: this value is being written or removed at %s right now; try again in a moment", ErrConflict, rec.FQDN)
 	case err != nil:
 		return ch, storeError("record upstream value", err)
 	}
@@ -157,11 +167,14 @@ func (s *Service) presentUpstream(ctx context.Context, g Grant, req PresentReque
 		return ch, nil
 	}
 	if err := s.upstreamCall(ctx, g, got, "present"); err != nil {
-		s.retryLater(ctx, got, err, false)
+		// Whether the provider wrote anything is unknown: remove it soon.
+		s.afterFailure(ctx, got, store.UpstreamAdding, err)
 		return ch, err
 	}
-	if err := s.db.SetUpstreamRecordState(ctx, got.ID, store.UpstreamLive, 0, "", time.Time{}); err != nil {
-		return ch, storeError("record upstream value", err)
+	if err := s.db.SetUpstreamRecordState(ctx, got.ID, store.UpstreamAdding, store.UpstreamLive, 0, "", time.Time{}); err != nil {
+		// Only the sweep takes an adding row, and only long after any
+		// call's timeout: this call outlived it.
+		return ch, fmt.Errorf("%w: the write to %s took longer than the hub allows and is being undone; try again", ErrUpstream, rec.FQDN)
 	}
 	ch.Live = true
 	return ch, nil
@@ -172,42 +185,73 @@ func (s *Service) presentUpstream(ctx context.Context, g Grant, req PresentReque
 // stays due and is retried in the background.
 func (s *Service) cleanupUpstream(ctx context.Context, g Grant, base, value string, cfg store.ChallengeConfig) (int, Challenge, error) {
 	ch := s.upstreamChallenge(base, value, cfg)
-	recs, err := s.db.UpstreamRecordsAt(ctx, ch.RecordName, value)
+	n, err := s.cleanupUpstreamAt(ctx, g, ch.RecordName, value)
+	return n, ch, err
+}
+
+// cleanupUpstreamAt removes every record of value at fqdn, whichever
+// config or credential wrote it (the domain's config may have changed
+// since). A record whose write is in flight is made due at once: the sweep
+// removes it right after the write; one being removed counts as removed.
+func (s *Service) cleanupUpstreamAt(ctx context.Context, g Grant, fqdn, value string) (int, error) {
+	recs, err := s.db.UpstreamRecordsAt(ctx, fqdn, value)
 	if err != nil {
-		return 0, ch, storeError("find upstream values", err)
+		return 0, storeError("find upstream values", err)
 	}
 	n := 0
 	var errs []error
 	for _, rec := range recs {
-		if err := s.removeUpstream(ctx, g, rec); err != nil {
-			errs = append(errs, err)
-			continue
+		switch rec.State {
+		case store.UpstreamAdding:
+			if err := s.db.ExpireUpstreamRecord(ctx, rec.ID, s.now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+				errs = append(errs, storeError("expire upstream value", err))
+				continue
+			}
+			n++
+		case store.UpstreamCleaning:
+			n++
+		default:
+			removed, err := s.removeUpstream(ctx, g, rec)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if removed || err != nil {
+				n++ // removed, or its removal is now the hub's to retry
+			}
 		}
-		n++
 	}
-	return n, ch, errors.Join(errs...)
+	return n, errors.Join(errs...)
 }
 
-// removeUpstream removes one record upstream and forgets it, or leaves it
-// due for another attempt.
-func (s *Service) removeUpstream(ctx context.Context, g Grant, rec store.UpstreamRecord) error {
-	if err := s.upstreamCall(ctx, g, rec, "cleanup"); err != nil {
-		s.retryLater(ctx, rec, err, true)
-		return err
+// removeUpstream claims rec (as read), removes its value upstream and
+// forgets it, or leaves it due for another attempt. removed is false when
+// another writer changed the row first (it is theirs now).
+func (s *Service) removeUpstream(ctx context.Context, g Grant, rec store.UpstreamRecord) (removed bool, err error) {
+	claimed, err := s.db.ClaimUpstreamRecord(ctx, rec, s.now().Add(s.claimLease()))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
 	}
-	if err := s.db.DeleteUpstreamRecord(ctx, rec.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeError("forget upstream value", err)
+	if err != nil {
+		return false, storeError("claim upstream value", err)
 	}
-	return nil
+	if err := s.upstreamCall(ctx, g, claimed, "cleanup"); err != nil {
+		s.afterFailure(ctx, claimed, store.UpstreamCleaning, err)
+		return false, err
+	}
+	if err := s.db.DeleteUpstreamRecord(ctx, claimed.ID, store.UpstreamCleaning); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return true, storeError("forget upstream value", err)
+	}
+	return true, nil
 }
 
-// retryLater schedules the removal of rec after a failed call (a removal
-// when removal, else a present, which counts no removal attempt): the next
-// attempt backs off, and after the last one the record is reported as
-// failed (API, metric) instead of being forgotten.
-func (s *Service) retryLater(ctx context.Context, rec store.UpstreamRecord, callErr error, removal bool) {
+// afterFailure schedules the removal of rec after a failed call made in
+// state from (adding: a present, which counts no removal attempt;
+// cleaning: a removal): the next attempt backs off, and after the last one
+// the record is reported as failed (API, metric) instead of being
+// forgotten.
+func (s *Service) afterFailure(ctx context.Context, rec store.UpstreamRecord, from string, callErr error) {
 	attempts := rec.Attempts
-	if removal {
+	if from == store.UpstreamCleaning {
 		attempts++
 	}
 	state, next := store.UpstreamRemoving, s.now().Add(retryDelay(attempts))
@@ -217,11 +261,25 @@ func (s *Service) retryLater(ctx context.Context, rec store.UpstreamRecord, call
 	// A fresh context: the caller's may be the one that just timed out.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := s.db.SetUpstreamRecordState(wctx, rec.ID, state, attempts, errorText(callErr), next); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := s.db.SetUpstreamRecordState(wctx, rec.ID, from, state, attempts, errorText(callErr), next); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.ErrorContext(ctx, "upstream record: cannot schedule its removal", "id", rec.ID, "err", err)
 	}
-	s.reportUpstreamStates(wctx)
 }
+
+// callTimeout bounds one provider call (the drivers and the lego workers
+// get the same setting).
+func (s *Service) callTimeout() time.Duration {
+	if s.cfg.UpstreamCallTimeout > 0 {
+		return s.cfg.UpstreamCallTimeout
+	}
+	return defaultCallTimeout
+}
+
+// claimLease is how long a removal holds its record, and staleAdding how
+// long an adding record may stay so: both well past any call's timeout
+// (and a wait for the worker's queue), so only a claimant or writer that
+// died is overtaken.
+func (s *Service) claimLease() time.Duration { return max(10*time.Minute, 3*s.callTimeout()) }
 
 func (s *Service) maxUpstreamAttempts() int {
 	if s.cfg.UpstreamMaxAttempts > 0 {
@@ -264,6 +322,14 @@ func (s *Service) upstreamCall(ctx context.Context, g Grant, rec store.UpstreamR
 		Domain: rec.Domain, ConfigID: rec.ConfigID, Result: result, Detail: detail,
 	})
 	return err
+}
+
+// cleanupStrayUpstream removes upstream records of value at base's
+// challenge name when the domain's config is delegated now: written
+// before the config changed, they would otherwise stay until expiry (and
+// a TXT there blocks the owner's CNAME).
+func (s *Service) cleanupStrayUpstream(ctx context.Context, g Grant, base, value string) (int, error) {
+	return s.cleanupUpstreamAt(ctx, g, s.upstreamChallenge(base, value, store.ChallengeConfig{}).RecordName, value)
 }
 
 // callProvider opens rec's credential and calls its driver.
@@ -337,7 +403,6 @@ func (s *Service) upstreamChallenge(base, value string, cfg store.ChallengeConfi
 // RunUpstreamSweeper removes upstream values that are due (expired, or a
 // failed removal's next attempt) every interval until ctx ends.
 func (s *Service) RunUpstreamSweeper(ctx context.Context, every time.Duration) error {
-	s.reportUpstreamStates(ctx)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -354,7 +419,7 @@ func (s *Service) RunUpstreamSweeper(ctx context.Context, every time.Duration) e
 // tried.
 func (s *Service) SweepUpstream(ctx context.Context) int {
 	now := s.now()
-	due, err := s.db.DueUpstreamRecords(ctx, now, now.Add(-staleAddingAfter), sweepBatch)
+	due, err := s.db.DueUpstreamRecords(ctx, now, now.Add(-s.claimLease()), sweepBatch)
 	if err != nil {
 		s.log.ErrorContext(ctx, "upstream sweep", "err", err)
 		return 0
@@ -363,28 +428,21 @@ func (s *Service) SweepUpstream(ctx context.Context) int {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := s.removeUpstream(ctx, Grant{}, rec); err != nil {
+		if rec.State == store.UpstreamAdding {
+			// Its writer died: what it wrote is unknown, so remove it.
+			if err := s.db.AbandonUpstreamAdding(ctx, rec, now); err != nil {
+				continue // changed meanwhile: not stale after all
+			}
+			if rec, err = s.db.UpstreamRecord(ctx, rec.ID); err != nil {
+				continue
+			}
+		}
+		if _, err := s.removeUpstream(ctx, Grant{}, rec); err != nil {
 			s.log.WarnContext(ctx, "upstream removal failed; retried later", "id", rec.ID, "provider", rec.Provider,
 				"fqdn", rec.FQDN, "attempts", rec.Attempts+1, "err", errorText(err))
 		}
 	}
-	if len(due) > 0 {
-		s.reportUpstreamStates(ctx)
-	}
 	return len(due)
-}
-
-// reportUpstreamStates hands the record counts per state to the metrics.
-func (s *Service) reportUpstreamStates(ctx context.Context) {
-	if s.cfg.UpstreamStates == nil {
-		return
-	}
-	counts, err := s.db.CountUpstreamRecords(ctx)
-	if err != nil {
-		s.log.ErrorContext(ctx, "count upstream records", "err", err)
-		return
-	}
-	s.cfg.UpstreamStates(counts)
 }
 
 // UpstreamRecord is a value the hub wrote into a domain's own DNS, as
@@ -397,10 +455,8 @@ func (s *Service) ListUpstreamRecords(ctx context.Context, g Grant, state string
 	if !g.AllowsEverywhere(ActionManageChallenges) {
 		return nil, ErrForbidden
 	}
-	switch state {
-	case "", store.UpstreamAdding, store.UpstreamLive, store.UpstreamRemoving, store.UpstreamFailed:
-	default:
-		return nil, fmt.Errorf("%w: state %q: one of adding, live, removing, failed", ErrInvalid, state)
+	if state != "" && !slices.Contains(UpstreamStates, state) {
+		return nil, fmt.Errorf("%w: state %q: one of %s", ErrInvalid, state, strings.Join(UpstreamStates, ", "))
 	}
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
@@ -420,11 +476,14 @@ func (s *Service) RetryUpstreamRecord(ctx context.Context, g Grant, id int64) er
 	if err != nil {
 		return err
 	}
-	if rec.State == store.UpstreamFailed {
-		rec.State, rec.Attempts = store.UpstreamRemoving, s.maxUpstreamAttempts()-1 // one more try
+	switch rec.State {
+	case store.UpstreamAdding, store.UpstreamCleaning:
+		return fmt.Errorf("%w: upstream record %d is %s: a provider call is in flight", ErrConflict, id, rec.State)
 	}
-	err = s.removeUpstream(ctx, g, rec)
-	s.reportUpstreamStates(ctx)
+	removed, err := s.removeUpstream(ctx, g, rec)
+	if err == nil && !removed {
+		err = fmt.Errorf("%w: upstream record %d changed meanwhile; list it again", ErrConflict, id)
+	}
 	return err
 }
 
@@ -433,14 +492,13 @@ func (s *Service) RetryUpstreamRecord(ctx context.Context, g Grant, id int64) er
 func (s *Service) ForgetUpstreamRecord(ctx context.Context, g Grant, id int64) error {
 	rec, err := s.adminUpstreamRecord(ctx, g, id)
 	if err == nil {
-		err = s.db.DeleteUpstreamRecord(ctx, id)
+		err = s.db.DeleteUpstreamRecord(ctx, id, "")
 		if err != nil {
 			err = storeError("forget upstream record", err)
 		}
 	}
 	s.auditAdmin(ctx, g, store.AuditEvent{Action: "upstream.forget", Target: "upstream-record:" + strconv.FormatInt(id, 10),
 		Domain: rec.Domain, Detail: rec.FQDN}, err)
-	s.reportUpstreamStates(ctx)
 	return err
 }
 
@@ -468,4 +526,8 @@ func errorText(err error) string {
 }
 
 // UpstreamStates are the states of upstream records, for the metrics.
-var UpstreamStates = []string{store.UpstreamAdding, store.UpstreamLive, store.UpstreamRemoving, store.UpstreamFailed}
+var UpstreamStates = []string{store.UpstreamAdding, store.UpstreamLive, store.UpstreamRemoving, store.UpstreamCleaning, store.UpstreamFailed}
+
+// Upstream reports whether the challenge was written into the domain's own
+// DNS (not served by the hub's nameservers).
+func (c Challenge) Upstream() bool { return c.Target == "" && c.RecordName != "" }

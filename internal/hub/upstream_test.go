@@ -23,6 +23,9 @@ type fakeUpstreams struct {
 	failAdd error
 	failRm  error
 	fields  []map[string]string // fields of every driver made
+	// entered, when set, receives once per add, which then waits for
+	// release: a provider call held in flight.
+	entered, release chan struct{}
 }
 
 func newFakeUpstreams() *fakeUpstreams { return &fakeUpstreams{txt: map[string][]string{}} }
@@ -88,6 +91,10 @@ type fakeValueDriver struct {
 }
 
 func (d fakeValueDriver) Add(_ context.Context, fqdn, value string, _ uint32) error {
+	if d.f.entered != nil {
+		d.f.entered <- struct{}{}
+		<-d.f.release
+	}
 	return d.f.record("add", d.provider, fqdn, value)
 }
 
@@ -122,7 +129,6 @@ type upstreamService struct {
 	admin    Grant
 	consumer Grant
 	clock    *time.Time
-	states   map[string]int
 	observed []string
 }
 
@@ -134,7 +140,6 @@ func newUpstreamService(t *testing.T, provider, engine string) *upstreamService 
 	us.testService = newTestService(t, "*.upstream.test", nil, func(c *Config) {
 		c.Upstreams = us.fake
 		c.UpstreamMaxAttempts = 3
-		c.UpstreamStates = func(m map[string]int) { us.states = m }
 		c.UpstreamObserve = func(p, e, op, result string, _ time.Duration) {
 			us.observed = append(us.observed, strings.Join([]string{p, e, op, result}, " "))
 		}
@@ -286,8 +291,8 @@ func TestUpstreamFailuresAreRetriedThenReported(t *testing.T) {
 	if len(recs) != 1 || recs[0].Attempts != 1 || !strings.Contains(recs[0].LastError, "api says no") || recs[0].NextAttemptAt.IsZero() {
 		t.Fatalf("removing %+v", recs)
 	}
-	if us.states[store.UpstreamRemoving] != 1 {
-		t.Fatalf("states %v", us.states)
+	if counts, _ := us.db.CountUpstreamRecords(ctx); counts[store.UpstreamRemoving] != 1 {
+		t.Fatalf("states %v", counts)
 	}
 	// Not due yet: the sweep leaves it.
 	if n := us.svc.SweepUpstream(ctx); n != 0 {
@@ -301,8 +306,8 @@ func TestUpstreamFailuresAreRetriedThenReported(t *testing.T) {
 		}
 	}
 	recs = us.records(t, store.UpstreamFailed)
-	if len(recs) != 1 || recs[0].Attempts != 3 || us.states[store.UpstreamFailed] != 1 {
-		t.Fatalf("failed %+v, states %v", recs, us.states)
+	if len(recs) != 1 || recs[0].Attempts != 3 {
+		t.Fatalf("failed %+v", recs)
 	}
 	us.advance(24 * time.Hour)
 	if n := us.svc.SweepUpstream(ctx); n != 0 {
@@ -353,7 +358,7 @@ func TestUpstreamExpiryAndCrashedCalls(t *testing.T) {
 		ConfigID: 1, CredentialID: 1, Provider: "cloudflare", Engine: store.EngineValue, Domain: "upstream.test",
 		FQDN: upName, Value: "value-c-0123456789012345678901234567890123", TTL: 60, State: store.UpstreamAdding,
 		CreatedAt: *us.clock, ExpiresAt: us.clock.Add(time.Hour),
-	}, false); err != nil {
+	}, store.UpstreamLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	us.fake.txt[upName] = append(us.fake.txt[upName], "value-c-0123456789012345678901234567890123")
@@ -413,5 +418,110 @@ func TestUpstreamConfigValidation(t *testing.T) {
 	_, err := us.svc.RegisterACMEDNS(ctx, us.consumer, ACMEDNSRegistration{Domain: "upstream.test"})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("acme-dns for an upstream domain: %v", err)
+	}
+}
+
+// TestUpstreamRacesWithACallInFlight: while a present's provider call is in
+// flight, the same value again is refused as busy, and a clean-up makes it
+// due at once: the sweep removes it right after the write, so the value is
+// neither forgotten upstream nor left there until its expiry.
+func TestUpstreamRacesWithACallInFlight(t *testing.T) {
+	us := newUpstreamService(t, "cloudflare", "")
+	ctx := t.Context()
+	us.fake.entered, us.fake.release = make(chan struct{}), make(chan struct{})
+	const v = "value-a-0123456789012345678901234567890123"
+	done := make(chan error, 1)
+	go func() {
+		_, err := us.svc.Present(ctx, us.consumer, PresentRequest{Identifier: "upstream.test", Value: v})
+		done <- err
+	}()
+	<-us.fake.entered // the write is in flight
+	if _, err := us.svc.Present(ctx, us.consumer, PresentRequest{Identifier: "upstream.test", Value: v}); !errors.Is(err, ErrConflict) ||
+		!strings.Contains(err.Error(), "right now") {
+		t.Fatalf("identical present during the write: %v", err)
+	}
+	if n, err := us.svc.Cleanup(ctx, us.consumer, "upstream.test", v, testSource); err != nil || n != 1 {
+		t.Fatalf("cleanup during the write: %d, %v", n, err)
+	}
+	us.fake.entered = nil
+	close(us.fake.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := us.fake.values(upName); len(got) != 1 {
+		t.Fatalf("after the write: %v", got)
+	}
+	if n := us.svc.SweepUpstream(ctx); n != 1 || len(us.fake.values(upName)) != 0 || len(us.records(t, "")) != 0 {
+		t.Fatalf("sweep after the cleaned-up write: %d swept, upstream %v, records %+v", n, us.fake.values(upName), us.records(t, ""))
+	}
+}
+
+// TestUpstreamSweepLosesToRePresent: a value presented again after the
+// sweep read it as expired keeps its new expiry: the sweep's claim fails
+// and the value stays.
+func TestUpstreamSweepLosesToRePresent(t *testing.T) {
+	us := newUpstreamService(t, "cloudflare", "")
+	ctx := t.Context()
+	const v = "value-a-0123456789012345678901234567890123"
+	if _, err := us.svc.Present(ctx, us.consumer, PresentRequest{Identifier: "upstream.test", Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	us.advance(2 * time.Hour)
+	due, err := us.db.DueUpstreamRecords(ctx, *us.clock, us.clock.Add(-time.Hour), 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due %+v, %v", due, err)
+	}
+	// The client presents again between the sweep's read and its claim.
+	if _, err := us.svc.Present(ctx, us.consumer, PresentRequest{Identifier: "upstream.test", Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := us.svc.removeUpstream(ctx, Grant{}, due[0]); removed || err != nil {
+		t.Fatalf("stale removal: removed %v, %v", removed, err)
+	}
+	if got := us.fake.values(upName); len(got) != 1 {
+		t.Fatalf("upstream holds %v, want the re-presented value", got)
+	}
+}
+
+// TestUpstreamStrayAfterConfigChange: a value written upstream before the
+// domain's config became delegated is removed by the client's clean-up.
+func TestUpstreamStrayAfterConfigChange(t *testing.T) {
+	us := newUpstreamService(t, "cloudflare", "")
+	ctx := t.Context()
+	const v = "value-a-0123456789012345678901234567890123"
+	if _, err := us.svc.Present(ctx, us.consumer, PresentRequest{Identifier: "upstream.test", Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := us.svc.ListManagedChallenges(ctx, us.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := us.svc.UpdateManagedChallenge(ctx, us.admin, cfgs[0].ID, ManagedChallengeRequest{
+		Name: "up", Rule: "*.upstream.test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := us.svc.Cleanup(ctx, us.consumer, "upstream.test", v, testSource)
+	if err != nil || n != 1 || len(us.fake.values(upName)) != 0 || len(us.records(t, "")) != 0 {
+		t.Fatalf("cleanup: %d, %v; upstream %v", n, err, us.fake.values(upName))
+	}
+}
+
+// TestUpstreamValuesPerName: a name holds at most 32 upstream values.
+func TestUpstreamValuesPerName(t *testing.T) {
+	us := newUpstreamService(t, "cloudflare", "")
+	ctx := t.Context()
+	for i := range maxPerName + 1 {
+		_, err := us.svc.Present(ctx, us.consumer, PresentRequest{Identifier: "upstream.test", Value: fmt.Sprintf("value-%02d-012345678901234567890123456789012", i)})
+		if i < maxPerName && err != nil {
+			t.Fatal(err)
+		}
+		if i == maxPerName && !errors.Is(err, ErrLimit) {
+			t.Fatalf("value %d: %v, want the limit", i, err)
+		}
+	}
+	vals, err := us.svc.ChallengeValues(ctx, us.consumer, "upstream.test")
+	if err != nil || len(vals) != maxPerName {
+		t.Fatalf("ChallengeValues: %d, %v", len(vals), err)
 	}
 }

@@ -132,16 +132,16 @@ func (m *Metrics) Values(count func(ctx context.Context) (int, error)) {
 	}))
 }
 
-// Upstream registers the upstream provider metrics and returns the two
-// hooks hub.Config takes: observe (UpstreamObserve) counts each provider
-// call in acmehub_upstream_calls_total{provider,engine,op,result} and its
-// duration in acmehub_upstream_call_duration_seconds{provider,op}; states
-// (UpstreamStates) sets acmehub_upstream_records{state} for every state
-// given, 0 when absent from counts. Providers are catalogue codes, a
-// bounded set.
-func (m *Metrics) Upstream(states []string) (
+// Upstream registers the upstream provider metrics and returns the hook
+// hub.Config takes as UpstreamObserve: it counts each provider call in
+// acmehub_upstream_calls_total{provider,engine,op,result} and its duration
+// in acmehub_upstream_call_duration_seconds{provider,op}. The gauge
+// acmehub_upstream_records{state} is read from count on each scrape (so
+// changes by the admin CLI or another node show too), every state of
+// states reported, 0 when absent; a failed count reports the last good
+// one. Providers are catalogue codes, a bounded set.
+func (m *Metrics) Upstream(states []string, count func(ctx context.Context) (map[string]int, error)) (
 	observe func(provider, engine, op, result string, elapsed time.Duration),
-	setStates func(counts map[string]int),
 ) {
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "acmehub_upstream_calls_total",
@@ -152,19 +152,50 @@ func (m *Metrics) Upstream(states []string) (
 		Help:    "Duration of calls to upstream DNS providers.",
 		Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 	}, []string{"provider", "op"})
-	records := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "acmehub_upstream_records",
-		Help: "Values written into domains' own DNS, by state (removing: a removal failed and is retried; failed: given up, see GET /api/v1/upstream-records?state=failed).",
-	}, []string{"state"})
-	m.reg.MustRegister(calls, took, records)
-	observe = func(provider, engine, op, result string, elapsed time.Duration) {
+	m.reg.MustRegister(calls, took, &stateGauge{
+		desc: prometheus.NewDesc("acmehub_upstream_records",
+			"Values written into domains' own DNS, by state (removing: a removal failed and is retried; failed: given up, see GET /api/v1/upstream-records?state=failed).",
+			[]string{"state"}, nil),
+		states: states, count: count, last: map[string]int{},
+	})
+	return func(provider, engine, op, result string, elapsed time.Duration) {
 		calls.WithLabelValues(provider, engine, op, result).Inc()
 		took.WithLabelValues(provider, op).Observe(elapsed.Seconds())
 	}
-	setStates = func(counts map[string]int) {
-		for _, s := range states {
-			records.WithLabelValues(s).Set(float64(counts[s]))
-		}
+}
+
+// stateGauge is a gauge per state, counted once per scrape.
+type stateGauge struct {
+	desc   *prometheus.Desc
+	states []string
+	count  func(ctx context.Context) (map[string]int, error)
+	mu     sync.Mutex
+	last   map[string]int
+}
+
+func (g *stateGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *stateGauge) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if counts, err := g.count(ctx); err == nil {
+		g.last = counts
 	}
-	return observe, setStates
+	for _, s := range g.states {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(g.last[s]), s)
+	}
+}
+
+// DNSUpdates registers acmehub_dns_updates_total{result} and returns the
+// observer dnsupdate.Config takes (results are a bounded set: rcode and
+// TSIG error names, "ratelimited").
+func (m *Metrics) DNSUpdates() func(result string) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "acmehub_dns_updates_total",
+		Help: "RFC 2136 UPDATE messages answered, by result (noerror, refused, notzone, badkey, badsig, ratelimited...).",
+	}, []string{"result"})
+	m.reg.MustRegister(c)
+	return func(result string) { c.WithLabelValues(result).Inc() }
 }

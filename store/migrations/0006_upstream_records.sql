@@ -27,14 +27,18 @@ ALTER TABLE managed_challenges ADD COLUMN upstream_engine TEXT NOT NULL DEFAULT 
 --   state: 'adding' (the provider call is in flight, or the process died
 --     during it), 'live' (published; removed on clean-up or at
 --     expires_at), 'removing' (removal due at next_attempt_at, retried with
---     backoff), 'failed' (removal given up: reported until an admin
---     retries or forgets it).
+--     backoff), 'cleaning' (a removal call is in flight, claimed until
+--     next_attempt_at; past it the claimant died), 'failed' (removal given
+--     up: reported until an admin retries or forgets it). Every change of
+--     state is conditional on the state (and times) the writer read, so
+--     two writers never both act on a row.
 --   attempts, last_error: failed removal attempts so far and the last
 --     failure (never secrets; the store caps it at 512 bytes).
 --   created_at: when the row was (re)entered into 'adding'; an 'adding'
 --     row older than the provider call timeout is stale.
 --   expires_at: removed then, whether or not the client cleans up.
---   next_attempt_at: when a 'removing' row is tried next; 0 = not set.
+--   next_attempt_at: when a 'removing' row is tried next, or when a
+--     'cleaning' claim lapses; 0 = not set.
 -- UNIQUE (credential_id, fqdn, value): one row per value a credential
 -- wrote at a name; it also serves DeleteCredential's count and the
 -- "another value at this name" check for providers that replace the set.
@@ -49,7 +53,7 @@ CREATE TABLE upstream_records (
 	value           TEXT NOT NULL CHECK (value <> ''),
 	key_auth        TEXT NOT NULL DEFAULT '' CHECK (length(key_auth) <= 1024),
 	ttl             INTEGER NOT NULL DEFAULT 0 CHECK (ttl BETWEEN 0 AND 2147483647),
-	state           TEXT NOT NULL CHECK (state IN ('adding', 'live', 'removing', 'failed')),
+	state           TEXT NOT NULL CHECK (state IN ('adding', 'live', 'removing', 'cleaning', 'failed')),
 	attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
 	last_error      TEXT NOT NULL DEFAULT '' CHECK (length(CAST(last_error AS BLOB)) <= 512),
 	created_by      TEXT NOT NULL DEFAULT '',

@@ -55,7 +55,16 @@ type worker struct {
 	proc     *process
 	busy     bool
 	lastUsed time.Time
+	// pending are the values presented and not cleaned up yet (domain
+	// and key authorization), with when: some lego providers remember
+	// record ids in memory between Present and CleanUp, so a worker with
+	// pending values is not stopped for idleness (until pendingHold).
+	pending map[string]time.Time
 }
+
+// pendingHold bounds how long a pending value keeps its worker running:
+// longer than any value's lifetime (the hub removes it by then).
+const pendingHold = 25 * time.Hour
 
 // process is one running worker process.
 type process struct {
@@ -158,11 +167,38 @@ type driver struct {
 }
 
 func (d *driver) Present(ctx context.Context, domain, keyAuth string) error {
-	return d.p.call(ctx, d.w, "present", domain, keyAuth)
+	err := d.p.call(ctx, d.w, "present", domain, keyAuth)
+	if err == nil {
+		d.p.mu.Lock()
+		if d.w.pending == nil {
+			d.w.pending = map[string]time.Time{}
+		}
+		d.w.pending[domain+"\x00"+keyAuth] = time.Now()
+		d.p.mu.Unlock()
+	}
+	return err
 }
 
 func (d *driver) CleanUp(ctx context.Context, domain, keyAuth string) error {
-	return d.p.call(ctx, d.w, "cleanup", domain, keyAuth)
+	err := d.p.call(ctx, d.w, "cleanup", domain, keyAuth)
+	if err == nil {
+		d.p.mu.Lock()
+		delete(d.w.pending, domain+"\x00"+keyAuth)
+		d.p.mu.Unlock()
+	}
+	return err
+}
+
+// holding reports whether w has pending values young enough to keep its
+// process (see worker.pending), dropping those past pendingHold. The
+// caller holds p.mu.
+func (w *worker) holding(now time.Time) bool {
+	for k, at := range w.pending {
+		if now.Sub(at) > pendingHold {
+			delete(w.pending, k)
+		}
+	}
+	return len(w.pending) > 0
 }
 
 // call runs one request in w's process, starting one if needed. lego's
@@ -411,7 +447,7 @@ func (p *Pool) janitor() {
 		}
 		p.mu.Lock()
 		for _, w := range p.workers {
-			if w.proc == nil || w.busy || time.Since(w.lastUsed) < p.cfg.IdleTimeout {
+			if w.proc == nil || w.busy || time.Since(w.lastUsed) < p.cfg.IdleTimeout || w.holding(time.Now()) {
 				continue
 			}
 			select {
