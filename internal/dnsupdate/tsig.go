@@ -161,10 +161,12 @@ func (x *exchange) tsigRecord(id uint16) *dns.TSIG {
 // leaves unsigned.
 func (x *exchange) sign(m *dns.Msg) ([]byte, error) {
 	m.Extra = append(m.Extra, x.tsigRecord(m.Id))
-	var p dns.TsigProvider = Deferred{}
-	if x.signer != nil {
-		p = *x.signer
+	if x.signer == nil {
+		// Packed as is: miekg's signer would zero Time Signed for these
+		// errors, and BIND's tools then report unsynchronised clocks
+		// instead of BADKEY or BADSIG.
+		return m.Pack()
 	}
-	b, _, err := dns.TsigGenerateWithProvider(m, p, x.tsig.MAC, false)
+	b, _, err := dns.TsigGenerateWithProvider(m, *x.signer, x.tsig.MAC, false)
 	return b, err
 }
