@@ -363,7 +363,9 @@ func addrStrings(as []net.Addr) []string {
 
 // lateBackend is the UPDATE handler's backend until and after the service
 // exists (see serve): before, every key is unknown and nothing allowed.
-type lateBackend struct{ b atomic.Pointer[hub.UpdateBackend] }
+type lateBackend struct {
+	b atomic.Pointer[hub.UpdateBackend]
+}
 
 func (l *lateBackend) set(b hub.UpdateBackend) { l.b.Store(&b) }
 
