@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/zone"
 )
 
@@ -43,6 +44,10 @@ func serveSettings() *settingSet {
 	ss.addList("api-trusted-proxies", "", "CIDRs of reverse proxies whose api-proxy-header is believed")
 	ss.add("auth-failures-burst", "10", "failed authentications allowed at once per source network (/24, /56) and per client id before 429")
 	ss.add("auth-failures-per", "6s", "after the burst, one failed authentication is forgiven per this time")
+	ss.add("update-failures-burst", "20", "RFC 2136: unsigned or badly signed UPDATEs allowed at once per source network (/24, /56) and per key name before REFUSED")
+	ss.add("update-failures-per", "3s", "RFC 2136: after the burst, one failure is forgiven per this time")
+	ss.add("update-rate-burst", "120", "RFC 2136: verified UPDATEs allowed at once per TSIG key before REFUSED")
+	ss.add("update-rate-per", "500ms", "RFC 2136: after the burst, one more UPDATE per key per this time")
 	ss.add("max-values-per-principal", "1000", "most live challenge values one principal may hold (0: no cap)")
 	ss.add("public-url", "", "the API's base URL as clients reach it, for acme-dns server_url fields (default: the request's Host; CLI exports: http(s)://<api-listen>)")
 	ss.add("httpreq-path", "/httpreq", "path prefix of the lego httpreq endpoints <prefix>/present and <prefix>/cleanup (\"/\": at the root, as acmeproxy)")
@@ -104,6 +109,8 @@ type serveConfig struct {
 	ProxyHeader             string
 	TrustedProxies          []netip.Prefix
 	AuthFailuresBurst       int
+	UpdateFailures          ratelimit.Config
+	UpdateRate              ratelimit.Config
 	AuthFailuresPer         time.Duration
 	MaxValuesPerPrincipal   int
 	PublicURL               string
@@ -266,6 +273,10 @@ func buildServeConfig(ss *settingSet) (serveConfig, error) {
 	c.LegoWorkerIdle = dur("lego-worker-idle", time.Second, 24*time.Hour)
 	c.CheckResolvers, c.CheckAddrs = checkServers(&p, ss)
 	c.AuthFailuresPer = dur("auth-failures-per", time.Millisecond, time.Hour)
+	c.UpdateFailures = ratelimit.Config{Burst: positiveInt(&p, ss, "update-failures-burst", 1, 1<<20),
+		Per: dur("update-failures-per", time.Millisecond, time.Hour)}
+	c.UpdateRate = ratelimit.Config{Burst: positiveInt(&p, ss, "update-rate-burst", 1, 1<<20),
+		Per: dur("update-rate-per", time.Microsecond, time.Hour)}
 	c.JournalMaxAge = dur("journal-max-age", time.Minute, 10*365*24*time.Hour)
 	c.JournalMaxRows = positiveInt(&p, ss, "journal-max-rows", 100, 1<<31-1)
 	c.MaxValuesPerName = positiveInt(&p, ss, "max-values-per-name", 1, 1000)

@@ -136,6 +136,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, e env) (er
 	upd, err := dnsupdate.New(dnsupdate.Config{
 		Backend: updates, Zone: cfg.Zone, MName: cfg.Nameservers[0].Name, RName: cfg.SOAMbox,
 		Observer: m.DNSUpdates(), Logger: logger,
+		Limits: dnsupdate.Limits{FailuresPerSource: cfg.UpdateFailures, FailuresPerKey: cfg.UpdateFailures,
+			UpdatesPerKey: cfg.UpdateRate},
 	})
 	if err != nil {
 		return err
