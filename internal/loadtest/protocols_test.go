@@ -166,13 +166,15 @@ func loadHTTPClient(t *testing.T, conns int) *http.Client {
 // protocols against the real binary (SQLite file, synchronous FULL) with
 // 1, 4 and 16 clients for presentPhase each, the native API measured the
 // same way in the same run as the reference: present + clean-up pairs for
-// the native API and lego's httpreq, single /update calls for acme-dns
-// (whose clients never clean up). Errors fail the test; the figures and
-// the 1,500/s target at 16 clients are reported, not asserted.
+// the native API, lego's httpreq and RFC 2136 UPDATEs signed with TSIG
+// (over UDP as lego sends them, over TCP as certbot does; the per-key
+// UPDATE rate limit lifted), single /update calls for acme-dns (whose
+// clients never clean up). Errors fail the test; the figures and the
+// 1,500/s target at 16 clients are reported, not asserted.
 func TestLoadProtocols(t *testing.T) {
 	requireBench(t)
 	acmetest.Binary(t)
-	h := startHub(t, t.TempDir())
+	h := acmetest.StartHub(t, acmetest.HubConfig{Zone: origin, DataDir: t.TempDir(), StartTimeout: 2 * time.Minute, Args: rfc2136Args})
 	tok := h.Consumer(t, "bench", writeRule)
 	api := apiClient(t, h, tok, 32)
 	client := loadHTTPClient(t, 32)
@@ -188,9 +190,10 @@ func TestLoadProtocols(t *testing.T) {
 	for _, clients := range []int{1, 4, 16} {
 		for _, p := range []struct{ name, unit string }{
 			{"native", "pairs"}, {"httpreq", "pairs"}, {"acme-dns", "updates"},
+			{"rfc2136-udp", "pairs"}, {"rfc2136-tcp", "pairs"},
 		} {
 			doms := domains(fmt.Sprintf("%s-c%d-", p.name, clients), clients)
-			warm(t, api, doms)
+			targets := warm(t, api, doms)
 			var w writer
 			switch p.name {
 			case "native":
@@ -199,12 +202,21 @@ func TestLoadProtocols(t *testing.T) {
 				w = httpreqWriter{client: client, base: h.APIURL + "/httpreq", tok: tok}
 			case "acme-dns":
 				w = newACMEDNSWriter(t, h, client, doms)
+			case "rfc2136-udp", "rfc2136-tcp":
+				rw := newRFC2136Writer(t, h, client, "bench", strings.TrimPrefix(p.name, "rfc2136-"), targets)
+				checkRFC2136(t, rw)
+				w = rw
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), presentPhase)
 			st := writeLoad(ctx, t, w, doms, 0, h.PID())
 			cancel()
 			if st.errs > 0 {
 				t.Errorf("%s, %d clients: %d failed writes; first: %v", p.name, clients, st.errs, st.firstErr)
+			}
+			if rw, ok := w.(rfc2136Writer); ok {
+				if err := rfc2136Leftovers(t, rw); err != nil {
+					t.Errorf("%s, %d clients: %v", p.name, clients, err)
+				}
 			}
 			runs = append(runs, run{p.name, p.unit, st})
 		}
