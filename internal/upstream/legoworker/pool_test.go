@@ -441,6 +441,11 @@ func TestScrubber(t *testing.T) {
 	if want := "abc [redacted] [redacted]"; got != want {
 		t.Errorf("scrub = %q, want %q", got, want)
 	}
+	// Encoded as providers echo them: in a URL, or base64.
+	enc := newScrubber([]string{"p@ss word/+x"})
+	if got := enc("url p%40ss+word%2F%2Bx path p@ss%20word%2F+x b64 cEBzcyB3b3JkLyt4"); strings.Contains(got, "ss") {
+		t.Errorf("encoded secret survives: %q", got)
+	}
 	if got := newScrubber(nil)("as is"); got != "as is" {
 		t.Errorf("no values: %q", got)
 	}

@@ -2,9 +2,11 @@ package legoworker
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	stdlog "log"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -167,15 +169,23 @@ func credentialValues(env []string) []string {
 const minSecret = 4
 
 // newScrubber returns a function replacing every occurrence of any of the
-// values (of at least minSecret bytes) with "[redacted]", longest first so
-// a value containing another is removed whole.
+// values (of at least minSecret bytes), as given or in the encodings
+// providers echo them in (URL query and path escaping, base64), with
+// "[redacted]", longest first so a value containing another is removed
+// whole.
 func newScrubber(values []string) func(string) string {
 	var pairs []string
 	seen := map[string]bool{}
 	for _, v := range values {
-		if len(v) >= minSecret && !seen[v] {
-			seen[v] = true
-			pairs = append(pairs, v)
+		if len(v) < minSecret {
+			continue
+		}
+		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v),
+			base64.StdEncoding.EncodeToString([]byte(v)), base64.RawURLEncoding.EncodeToString([]byte(v))} {
+			if !seen[form] {
+				seen[form] = true
+				pairs = append(pairs, form)
+			}
 		}
 	}
 	if len(pairs) == 0 {
