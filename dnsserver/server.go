@@ -494,7 +494,17 @@ func (s *shell) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	var reply []byte
 	var rcode int
 	if h.routed(req) {
-		reply, rcode = h.update(req, w.TsigStatus(), w.RemoteAddr(), s.t)
+		var ok bool
+		if reply, rcode, ok = h.updateBounded(req, w.TsigStatus(), w.RemoteAddr(), s.t); !ok {
+			// Too many in flight: as the batch loops, UDP is dropped (the
+			// client retries); TCP, where a silent drop holds the
+			// connection, gets REFUSED.
+			if s.t != TCP {
+				h.log.LogAttrs(background, slog.LevelDebug, "dns: too many updates in flight; dropped one", slog.Any("from", w.RemoteAddr()))
+				return
+			}
+			reply, rcode = refusedHeader(req), dns.RcodeRefused
+		}
 	} else {
 		reply, rcode = h.Answer(*bp, req, s.t)
 	}

@@ -16,10 +16,12 @@ import (
 // the public listener never do: their path (Answer) is unchanged and
 // allocation-free.
 
-// maxInflightUpdates bounds the UPDATEs the UDP batch loops have handed to
-// goroutines: an UPDATE waits on the store or an upstream provider, which
-// must not stall the queries behind it in the batch. Past the bound an
-// UPDATE is dropped (its client retries), like a full socket buffer.
+// maxInflightUpdates bounds the routed messages being answered at once:
+// those the UDP batch loops have handed to goroutines (an UPDATE waits on
+// the store or an upstream provider, which must not stall the queries
+// behind it in the batch) and those miekg's loops (TCP, wildcard UDP)
+// answer. Past the bound a UDP message is dropped (its client retries),
+// like a full socket buffer, and a TCP one REFUSED.
 const maxInflightUpdates = 256
 
 // routed reports whether req is for the UPDATE handler.
@@ -47,6 +49,27 @@ func (h *Handler) update(req *dns.Msg, tsig error, src net.Addr, t Transport) ([
 		rcode = int(reply[3] & 0xF)
 	}
 	return reply, rcode
+}
+
+// updateBounded is update for miekg's loops, within the in-flight bound
+// the batch loops' handOff takes: ok is false, and nothing is done, when
+// the bound is reached.
+func (h *Handler) updateBounded(req *dns.Msg, tsig error, src net.Addr, t Transport) (reply []byte, rcode int, ok bool) {
+	select {
+	case h.inflight <- struct{}{}:
+	default:
+		return nil, 0, false
+	}
+	defer func() { <-h.inflight }()
+	reply, rcode = h.update(req, tsig, src, t)
+	return reply, rcode, true
+}
+
+// refusedHeader is a bare REFUSED header for req.
+func refusedHeader(req *dns.Msg) []byte {
+	b := servfail(req)
+	b[3] = b[3]&^0xF | dns.RcodeRefused
+	return b
 }
 
 // addrOf is the IP address of a UDP or TCP address (invalid otherwise).

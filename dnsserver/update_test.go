@@ -142,7 +142,7 @@ func (b *fakeBackend) refusals() []string {
 func updateHandler(tb testing.TB, be dnsupdate.Backend, limits *dnsupdate.Limits, observe func(string)) *dnsupdate.Handler {
 	tb.Helper()
 	l := dnsupdate.Limits{
-		FailuresPerSource: ratelimitOff, FailuresPerKey: ratelimitOff, UpdatesPerKey: ratelimitOff,
+		FailuresPerSource: ratelimitOff, FailuresPerKey: ratelimitOff, UpdatesPerKey: ratelimitOff, QueriesPerSource: ratelimitOff,
 	}
 	if limits != nil {
 		l = *limits
@@ -570,26 +570,70 @@ func TestUpdateRateLimits(t *testing.T) {
 			t.Fatalf("update %d: rcode %s, want %s", i+1, dns.RcodeToString[r.Rcode], dns.RcodeToString[want])
 		}
 	}
-	// Three failures from this source, then REFUSED without a key lookup,
-	// even for a good key.
+	// Failures from this source past its limit are still answered
+	// (looked up and verified), not audited, and never stop a good key.
 	bad := dnsupdate.Key{Name: keyOther, Algorithm: dns.HmacSHA256, Secret: []byte("guess")}
-	for range 3 {
+	before := len(be.refusals())
+	for range 5 {
 		r, _ := signed(t, "udp", gw, add(), bad)
 		wantRcode(t, r, dns.RcodeNotAuth)
+		if ts := r.IsTsig(); ts == nil || ts.Error != dns.RcodeBadSig {
+			t.Fatalf("bad MAC past the limit: TSIG %v", ts)
+		}
+	}
+	if n := len(be.refusals()) - before; n != 3 {
+		t.Fatalf("%d failures audited, want 3 (the source's limit)", n)
+	}
+	m := updateMsg("example.net.")
+	m.Insert([]dns.RR{txt(chalNet, "v")})
+	wantRcode(t, mustSigned(t, "udp", gw, m, be.key(keyOther)), dns.RcodeSuccess)
+}
+
+// TestUpdateInflightMiekg: miekg's loops (TCP, wildcard UDP) take the
+// in-flight bound the batch loops take: when it is full an UPDATE is not
+// run, REFUSED over TCP and dropped over UDP.
+func TestUpdateInflightMiekg(t *testing.T) {
+	t.Parallel()
+	be := newFakeBackend()
+	cfg := testConfig()
+	cfg.Updates = updateHandler(t, be, nil, nil)
+	s := startWith(t, cfg, testView(t), "0.0.0.0:0")
+	_, port, _ := strings.Cut(s.Addrs()[0].String(), "]:")
+	if port == "" {
+		_, port, _ = strings.Cut(s.Addrs()[0].String(), ":")
+	}
+	addr := "127.0.0.1:" + port
+	k := be.key(keyOrg)
+	msg := func(v string) *dns.Msg { m := updateMsg(origin); m.Insert([]dns.RR{txt(chalLbl, v)}); return m }
+	h := s.Handler()
+	for range cap(h.inflight) {
+		h.inflight <- struct{}{}
+	}
+	r, _ := signed(t, "tcp", addr, msg("full-tcp"), k)
+	wantRcode(t, r, dns.RcodeRefused)
+	m := msg("full-udp")
+	m.SetTsig(k.Name, k.Algorithm, 300, time.Now().Unix())
+	wire, _, err := dns.TsigGenerateWithProvider(m, k, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply := rawUDP(t, addr, wire, 300*time.Millisecond); reply != nil {
+		t.Fatalf("UDP update answered while the bound is full: %d bytes", len(reply))
 	}
 	be.mu.Lock()
 	calls := be.keyCalls
 	be.mu.Unlock()
-	other := be.key(keyOther)
-	r, _ := signed(t, "udp", gw, add(), other)
-	wantRcode(t, r, dns.RcodeRefused)
-	if r.IsTsig() != nil {
-		t.Fatal("a rate-limited reply carries a TSIG record")
+	if calls != 0 || len(be.values(chalLbl)) != 0 || len(be.refusals()) != 0 {
+		t.Fatalf("the handler ran: %d key lookups, values %v, audit %q", calls, be.values(chalLbl), be.refusals())
 	}
-	be.mu.Lock()
-	defer be.mu.Unlock()
-	if be.keyCalls != calls {
-		t.Fatalf("backend asked for a key while the source was limited")
+	// Room again: both answer, and the slots taken are given back.
+	for range cap(h.inflight) {
+		<-h.inflight
+	}
+	wantRcode(t, mustSigned(t, "tcp", addr, msg("tcp"), k), dns.RcodeSuccess)
+	wantRcode(t, mustSigned(t, "udp", addr, msg("udp"), k), dns.RcodeSuccess)
+	if len(h.inflight) != 0 {
+		t.Fatalf("%d slots still taken", len(h.inflight))
 	}
 }
 

@@ -44,7 +44,7 @@ func serveSettings() *settingSet {
 	ss.addList("api-trusted-proxies", "", "CIDRs of reverse proxies whose api-proxy-header is believed")
 	ss.add("auth-failures-burst", "10", "failed authentications allowed at once per source network (/24, /56) and per client id before 429")
 	ss.add("auth-failures-per", "6s", "after the burst, one failed authentication is forgiven per this time")
-	ss.add("update-failures-burst", "20", "RFC 2136: unsigned or badly signed UPDATEs allowed at once per source network (/24, /56) and per key name before REFUSED")
+	ss.add("update-failures-burst", "20", "RFC 2136: unsigned UPDATEs allowed at once per source network (/24, /56) before REFUSED; failed verifications per source and per key name before they stop being audited")
 	ss.add("update-failures-per", "3s", "RFC 2136: after the burst, one failure is forgiven per this time")
 	ss.add("update-rate-burst", "120", "RFC 2136: verified UPDATEs allowed at once per TSIG key before REFUSED")
 	ss.add("update-rate-per", "500ms", "RFC 2136: after the burst, one more UPDATE per key per this time")

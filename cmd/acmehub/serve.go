@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/acmehub/acmehub/api"
 	"github.com/acmehub/acmehub/dnsserver"
 	"github.com/acmehub/acmehub/internal/dnscheck"
@@ -364,14 +366,23 @@ func addrStrings(as []net.Addr) []string {
 }
 
 // lateBackend is the UPDATE handler's backend until and after the service
-// exists (see serve): before, every key is unknown and nothing allowed.
+// exists (see serve): before, key lookups and changes fail with SERVFAIL
+// and nothing is allowed.
 type lateBackend struct {
 	b atomic.Pointer[hub.UpdateBackend]
 }
 
 func (l *lateBackend) set(b hub.UpdateBackend) { l.b.Store(&b) }
 
-var errStarting = errors.New("the hub is starting")
+// errStarting is every backend call's error until the service exists:
+// SERVFAIL (the client retries later), not BADKEY, since the key may be
+// good (dnsupdate honours an error's Rcode).
+var errStarting error = startingError{}
+
+type startingError struct{}
+
+func (startingError) Error() string { return "the hub is starting" }
+func (startingError) Rcode() int    { return dns.RcodeServerFailure }
 
 func (l *lateBackend) Key(ctx context.Context, name string, src netip.Addr) (dnsupdate.Key, error) {
 	if b := l.b.Load(); b != nil {

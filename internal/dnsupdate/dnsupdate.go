@@ -78,6 +78,11 @@ func (k Key) GoString() string {
 	return fmt.Sprintf("dnsupdate.Key{Name:%q, Algorithm:%q, Secret:REDACTED}", k.Name, k.Algorithm)
 }
 
+// String keeps the secret out of %v and %+v output.
+func (k Key) String() string {
+	return fmt.Sprintf("{Name:%s Algorithm:%s Secret:REDACTED}", k.Name, k.Algorithm)
+}
+
 // LogValue keeps the secret out of slog output.
 func (k Key) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", k.Name), slog.String("algorithm", k.Algorithm))
@@ -107,7 +112,11 @@ func newHMAC(alg string, secret []byte) hash.Hash {
 // Config.Timeout; names are lower-case fqdns.
 type Backend interface {
 	// Key looks the TSIG key up for a message from src (src invalid: not checked now).
-	// Any error means BADKEY: unknown, revoked, expired, or src outside the key's allow-list.
+	// An error means BADKEY (unknown, revoked, expired, src outside the key's
+	// allow-list) unless it implements interface{ Rcode() int }: then that
+	// rcode is answered, unsigned (SERVFAIL: the backend cannot tell now).
+	// It is called for every signed message, before any failure limit, so
+	// it must be cheap for unknown names too.
 	Key(ctx context.Context, name string, src netip.Addr) (Key, error)
 	// Allowed reports whether key (nil: an unsigned query) may write TXT values at name
 	// ("_acme-challenge.<domain>." or a hub-zone name a CNAME points to).
@@ -130,24 +139,44 @@ const (
 	DefaultSOATTL  = 60 * time.Second
 )
 
+// MaxFudge caps the time window a request may ask for in its TSIG Fudge
+// (seconds): a client cannot widen the replay window past RFC 8945's
+// recommended 300 s.
+const MaxFudge = 300
+
+// MaxRecords is the most prerequisite plus update RRs one UPDATE may
+// carry; more is REFUSED with nothing applied. Clients send one to four.
+const MaxRecords = 32
+
 // Default rate limits (see Limits).
 var (
 	DefaultFailuresPerSource = ratelimit.Config{Burst: 20, Per: 3 * time.Second}
 	DefaultFailuresPerKey    = ratelimit.Config{Burst: 20, Per: 3 * time.Second}
 	DefaultUpdatesPerKey     = ratelimit.Config{Burst: 120, Per: 500 * time.Millisecond}
+	DefaultQueriesPerSource  = ratelimit.Config{Burst: 60, Per: time.Second}
 )
 
 // Limits are the rate limits; a zero Config takes the default above, a
-// Burst < 0 turns that limit off. A limited message is answered REFUSED
-// without calling the backend.
+// Burst < 0 turns that limit off.
+//
+// A message whose TSIG verifies is never refused by a failure limit: the
+// failure limits only bound the work and the audit rows failures cause.
+// Signed messages are always looked up and verified.
 type Limits struct {
 	// FailuresPerSource counts unsigned UPDATEs and failed verifications
-	// (BADKEY, BADSIG, BADTIME) per source network (ratelimit.SourceKey).
+	// (BADKEY, BADSIG, BADTIME, a malformed TSIG) per source network
+	// (ratelimit.SourceKey). Past it an unsigned UPDATE is REFUSED without
+	// audit; a failed verification is answered as usual but not audited.
 	FailuresPerSource ratelimit.Config
-	// FailuresPerKey counts failed verifications per key name.
+	// FailuresPerKey counts failed verifications per key name; it refuses
+	// nothing, past it they are no longer audited.
 	FailuresPerKey ratelimit.Config
-	// UpdatesPerKey counts verified UPDATEs per key.
+	// UpdatesPerKey counts update RRs of verified UPDATEs per key (an
+	// UPDATE without any counts one); past it REFUSED.
 	UpdatesPerKey ratelimit.Config
+	// QueriesPerSource counts unsigned zone-discovery queries on the
+	// gateway per source network; past it REFUSED.
+	QueriesPerSource ratelimit.Config
 }
 
 // Config configures a Handler. Zero fields take the defaults above.
@@ -190,7 +219,7 @@ type Handler struct {
 	now          func() time.Time
 	log          *slog.Logger
 
-	failSrc, failKey, updKey *ratelimit.Limiter
+	failSrc, failKey, updKey, querySrc *ratelimit.Limiter
 }
 
 // New validates cfg and returns a handler.
@@ -238,18 +267,19 @@ func New(cfg Config) (*Handler, error) {
 		return ratelimit.New(c) // Burst < 1 limits nothing
 	}
 	return &Handler{
-		b:       cfg.Backend,
-		zone:    cfg.Zone,
-		mname:   cfg.MName,
-		rname:   cfg.RName,
-		soaTTL:  uint32(cfg.SOATTL / time.Second), //nolint:gosec // validated: at most a day
-		timeout: cfg.Timeout,
-		observe: cfg.Observer,
-		now:     cfg.Now,
-		log:     cfg.Logger,
-		failSrc: limiter(cfg.Limits.FailuresPerSource, DefaultFailuresPerSource),
-		failKey: limiter(cfg.Limits.FailuresPerKey, DefaultFailuresPerKey),
-		updKey:  limiter(cfg.Limits.UpdatesPerKey, DefaultUpdatesPerKey),
+		b:        cfg.Backend,
+		zone:     cfg.Zone,
+		mname:    cfg.MName,
+		rname:    cfg.RName,
+		soaTTL:   uint32(cfg.SOATTL / time.Second), //nolint:gosec // validated: at most a day
+		timeout:  cfg.Timeout,
+		observe:  cfg.Observer,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		failSrc:  limiter(cfg.Limits.FailuresPerSource, DefaultFailuresPerSource),
+		failKey:  limiter(cfg.Limits.FailuresPerKey, DefaultFailuresPerKey),
+		updKey:   limiter(cfg.Limits.UpdatesPerKey, DefaultUpdatesPerKey),
+		querySrc: limiter(cfg.Limits.QueriesPerSource, DefaultQueriesPerSource),
 	}, nil
 }
 

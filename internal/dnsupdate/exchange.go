@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
-
-	"github.com/acmehub/acmehub/internal/ratelimit"
 )
 
 // Reply size limits: 512 bytes over UDP without EDNS, at most 1232 with
@@ -115,12 +113,7 @@ func (x *exchange) done(result string) {
 // unsigned refuses an unsigned UPDATE (RFC 2136 3.3: we accept only
 // signed ones), counting it as a failure of its source.
 func (x *exchange) unsigned(ctx context.Context) {
-	src := ratelimit.SourceKey(x.r.Source)
-	if !x.h.failSrc.Spend(src) {
-		x.limited()
-		return
-	}
-	x.fail(ctx, dns.RcodeRefused, "unsigned update")
+	x.failure(ctx, dns.RcodeRefused, 0, "unsigned update")
 }
 
 // limited answers REFUSED without calling the backend.
@@ -133,7 +126,11 @@ func (x *exchange) limited() {
 // fail sets rcode and audits the refusal.
 func (x *exchange) fail(ctx context.Context, rcode int, reason string) {
 	x.resp.Rcode = rcode
-	x.h.b.Refused(ctx, x.key, x.keyName, x.r.Source, x.zone(), reason, rcode)
+	key := x.key
+	if key == nil {
+		key = x.signer // BADTIME: the MAC verified
+	}
+	x.h.b.Refused(ctx, key, x.keyName, x.r.Source, x.zone(), reason, rcode)
 	x.h.log.InfoContext(ctx, "dns update refused", "tsig_key", x.keyName, "source", x.r.Source.String(),
 		"zone", x.zone(), "rcode", dns.RcodeToString[rcode], "reason", reason)
 }

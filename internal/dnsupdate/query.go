@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmehub/acmehub/internal/ratelimit"
 )
 
 // SOA timers of the zone-discovery answers: nobody transfers these tiny
@@ -24,9 +26,15 @@ const (
 // UPDATE that follows names that zone. Signed queries are answered for
 // the key's names only, unsigned ones for a name some key may write;
 // everything else is REFUSED, so the gateway never claims other names.
+// Unsigned queries are limited per source network (REFUSED past it): they
+// cost lookups, and each tells whether the hub covers a name.
 func (x *exchange) query(ctx context.Context) {
 	q := x.req.Question[0]
 	name := dns.CanonicalName(q.Name)
+	if x.key == nil && !x.h.querySrc.Spend(ratelimit.SourceKey(x.r.Source)) {
+		x.resp.Rcode = dns.RcodeRefused
+		return
+	}
 	if q.Qtype != dns.TypeSOA || q.Qclass != dns.ClassINET || !x.h.b.Allowed(ctx, x.key, name) {
 		x.resp.Rcode = dns.RcodeRefused
 		return

@@ -16,8 +16,7 @@ import (
 
 // Verification is deferred to the handler because only the handler knows
 // the client's address: the backend's key lookup checks the key's source
-// allow-list and counts failures per source network, and the rate limits
-// must refuse before any lookup. A miekg dns.Server verifies before its
+// allow-list, and the failure limits count per source network. A miekg dns.Server verifies before its
 // handler runs and tells it only TsigStatus(), so its TsigProvider is
 // Deferred: its Verify does no check but returns the bytes the MAC covers
 // as a *Signed "error", which the handler then checks.
@@ -69,46 +68,51 @@ const (
 )
 
 // verify checks the request's TSIG. It returns false when the reply is
-// decided (an error with the TSIG error set, FORMERR or a rate limit).
+// decided (an error with the TSIG error set, FORMERR, SERVFAIL). The key
+// is always looked up and the MAC checked, whatever the failure limits
+// say: a message that verifies is never refused for others' failures.
 func (x *exchange) verify(ctx context.Context) bool {
 	h, t := x.h, x.req.IsTsig()
 	x.tsig = t
 	x.keyName = dns.CanonicalName(t.Hdr.Name)
-	src := ratelimit.SourceKey(x.r.Source)
-	if h.failSrc.Limited(src) || h.failKey.Limited(x.keyName) {
-		x.tsig = nil // no TSIG in the reply: nothing was looked at
-		x.limited()
-		return false
-	}
 	var s *Signed
 	if !errors.As(x.r.TSIG, &s) || s.tsig == nil {
 		// miekg could not take the TSIG apart (or the server gave us no
 		// TSIG step): not a message we can verify.
 		x.tsig = nil
-		x.fail(ctx, dns.RcodeFormatError, "malformed TSIG record")
+		x.failure(ctx, dns.RcodeFormatError, 0, "malformed TSIG record")
 		return false
 	}
 	k, err := h.b.Key(ctx, x.keyName, x.r.Source)
+	var rc rcoder
+	if errors.As(err, &rc) {
+		// The backend cannot tell (starting, store down): not a verdict
+		// on the key, so no TSIG error and nothing signed.
+		x.tsig = nil
+		x.failure(ctx, rc.Rcode(), 0, "key lookup failed")
+		return false
+	}
 	if err != nil {
-		x.tsigFail(ctx, badKey, "unknown or unusable key")
+		x.failure(ctx, dns.RcodeNotAuth, badKey, "unknown or unusable key")
 		return false
 	}
 	if dns.CanonicalName(t.Algorithm) != k.Algorithm {
-		x.tsigFail(ctx, badKey, "algorithm "+dns.CanonicalName(t.Algorithm)+" is not the key's")
+		x.failure(ctx, dns.RcodeNotAuth, badKey, "algorithm "+dns.CanonicalName(t.Algorithm)+" is not the key's")
 		return false
 	}
 	mac, err := hex.DecodeString(t.MAC)
 	hm := newHMAC(k.Algorithm, k.Secret)
 	if err != nil || hm == nil || !macEqual(hm, s.data, mac) {
-		x.tsigFail(ctx, badSig, "bad MAC")
+		x.failure(ctx, dns.RcodeNotAuth, badSig, "bad MAC")
 		return false
 	}
-	// The time is checked after the MAC (RFC 8945 5.2.3; CVE-2017-3142).
+	// The time is checked after the MAC (RFC 8945 5.2.3; CVE-2017-3142),
+	// within the request's Fudge but never more than MaxFudge.
 	now := uint64(max(h.now().Unix(), 0))
 	d := max(now, t.TimeSigned) - min(now, t.TimeSigned)
-	if d > uint64(t.Fudge) {
+	if d > uint64(min(t.Fudge, MaxFudge)) {
 		x.signer = &k // BADTIME replies are signed (RFC 8945 5.2.3)
-		x.tsigFail(ctx, badTime, "time outside the fudge")
+		x.failure(ctx, dns.RcodeNotAuth, badTime, "time outside the fudge")
 		return false
 	}
 	x.key, x.signer = &k, &k
@@ -122,16 +126,34 @@ func macEqual(h hash.Hash, data, mac []byte) bool {
 	return len(mac) == h.Size() && hmac.Equal(h.Sum(nil), mac)
 }
 
-// tsigFail answers NOTAUTH with a TSIG error, spends a failure of the
-// source and the key name, and audits.
-func (x *exchange) tsigFail(ctx context.Context, tsigErr uint16, reason string) {
-	x.h.failSrc.Spend(ratelimit.SourceKey(x.r.Source))
-	x.h.failKey.Spend(x.keyName)
-	x.tsigErr = tsigErr
-	x.result = map[uint16]string{badKey: "badkey", badSig: "badsig", badTime: "badtime"}[tsigErr]
-	x.resp.Rcode = dns.RcodeNotAuth
-	x.h.b.Refused(ctx, x.signer, x.keyName, x.r.Source, x.zone(), "tsig: "+reason, dns.RcodeNotAuth)
-	x.h.log.InfoContext(ctx, "dns update refused", "tsig_key", x.keyName, "source", x.r.Source.String(), "reason", "tsig: "+reason)
+// failure answers a message that is unsigned or failed verification
+// (tsigErr: its TSIG error, 0 for none) and spends a failure of its
+// source network and, while that has room, of its key name. It is audited
+// only while both had room, so a flood writes a bounded number of audit
+// rows; the answer is the same either way, except that an unsigned UPDATE
+// past its source's limit counts as "ratelimited".
+func (x *exchange) failure(ctx context.Context, rcode int, tsigErr uint16, reason string) {
+	h := x.h
+	x.resp.Rcode, x.tsigErr = rcode, tsigErr
+	if tsigErr != 0 {
+		x.result = map[uint16]string{badKey: "badkey", badSig: "badsig", badTime: "badtime"}[tsigErr]
+	}
+	audit := h.failSrc.Spend(ratelimit.SourceKey(x.r.Source))
+	if !audit && x.keyName == "" {
+		x.result = "ratelimited"
+	}
+	if audit && x.keyName != "" {
+		audit = h.failKey.Spend(x.keyName)
+	}
+	if !audit {
+		h.log.DebugContext(ctx, "dns update refused; not audited (failure limit)", "tsig_key", x.keyName,
+			"source", x.r.Source.String(), "rcode", dns.RcodeToString[rcode], "reason", reason)
+		return
+	}
+	if tsigErr != 0 {
+		reason = "tsig: " + reason
+	}
+	x.fail(ctx, rcode, reason)
 }
 
 // tsigRecord is the reply's TSIG record before signing.

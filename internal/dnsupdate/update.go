@@ -10,10 +10,12 @@ import (
 )
 
 // An UPDATE (RFC 2136 3) is checked whole before anything is applied:
-// the zone, then every prerequisite and every update RR for its form
-// (FORMERR), its zone (NOTZONE) and the key's scope (REFUSED); then the
-// prerequisites are evaluated (YXDOMAIN, NXDOMAIN, YXRRSET, NXRRSET); then
-// the updates are applied in message order. Only TXT records are ever
+// its size (MaxRecords), the zone, then every prerequisite and every update
+// RR for its form (FORMERR), its zone (NOTZONE) and the key's scope
+// (REFUSED); then the prerequisites are evaluated (YXDOMAIN, NXDOMAIN,
+// YXRRSET, NXRRSET); then the effective changes are applied in message
+// order, and undone if one fails. Two concurrent UPDATEs are not
+// serialised: each sees the values as they were when it read them. Only TXT records are ever
 // written; the only data the prerequisites see are the TXT values the key
 // may see, so they reveal nothing beyond the key's scope.
 
@@ -55,6 +57,23 @@ type rejection struct {
 
 func (x *exchange) update(ctx context.Context) {
 	h, key := x.h, *x.key
+	// The rate is spent first, once per update RR, so that no UPDATE of a
+	// verified key, refused or not, escapes it; an oversized one costs one.
+	n := len(x.req.Answer) + len(x.req.Ns)
+	cost := max(len(x.req.Ns), 1)
+	if n > MaxRecords {
+		cost = 1
+	}
+	for range cost {
+		if !h.updKey.Spend(key.Name) {
+			x.limited()
+			return
+		}
+	}
+	if n > MaxRecords {
+		x.fail(ctx, dns.RcodeRefused, fmt.Sprintf("%d prerequisite and update records: at most %d per UPDATE", n, MaxRecords))
+		return
+	}
 	q := x.req.Question[0]
 	zone := dns.CanonicalName(q.Name)
 	switch {
@@ -67,10 +86,6 @@ func (x *exchange) update(ctx context.Context) {
 	case !x.r.Gateway && zone != h.zone:
 		// The public listener is authoritative for the hub zone alone.
 		x.fail(ctx, dns.RcodeNotAuth, "not the hub zone")
-		return
-	}
-	if !h.updKey.Spend(key.Name) {
-		x.limited()
 		return
 	}
 
@@ -131,12 +146,89 @@ func (x *exchange) update(ctx context.Context) {
 		return
 	}
 
+	// Atomic as far as the backend allows (RFC 2136 3.4.2.1): the
+	// effective changes are worked out against the current values, applied
+	// in order, and on a failure those already applied are undone.
+	state := map[string][]string{}
 	for _, c := range changes {
-		if err := x.apply(ctx, key, c, lookup); err != nil {
-			x.backendFailed(ctx, err, "update "+c.name)
+		if _, ok := state[c.name]; ok {
+			continue
+		}
+		v, err := lookup(c.name)
+		if err != nil {
+			x.backendFailed(ctx, err, "read values")
 			return
 		}
-		delete(values, c.name)
+		state[c.name] = slices.Clone(v)
+	}
+	ops := plan(changes, state)
+	for i, o := range ops {
+		if err := x.apply(ctx, key, o); err != nil {
+			x.undo(ctx, key, ops[:i])
+			x.backendFailed(ctx, err, "update "+o.name)
+			return
+		}
+	}
+}
+
+// op is one effective change: add or remove one value at a name.
+type op struct {
+	add         bool
+	name, value string
+}
+
+// plan turns the changes into the effective ones, in order, given the
+// current values by name (state, modified): an add of a value already
+// there and a delete of one that is not are no-ops (RFC 2136 3.4.2).
+func plan(changes []change, state map[string][]string) []op {
+	var ops []op
+	for _, c := range changes {
+		vals := state[c.name]
+		switch c.kind {
+		case chAdd:
+			if !slices.Contains(vals, c.value) {
+				state[c.name] = append(vals, c.value)
+				ops = append(ops, op{add: true, name: c.name, value: c.value})
+			}
+		case chDelete:
+			if i := slices.Index(vals, c.value); i >= 0 {
+				state[c.name] = slices.Delete(vals, i, i+1)
+				ops = append(ops, op{name: c.name, value: c.value})
+			}
+		default: // the RRset, or every RRset at the name: only TXT ones here
+			for _, v := range vals {
+				ops = append(ops, op{name: c.name, value: v})
+			}
+			state[c.name] = nil
+		}
+	}
+	return ops
+}
+
+// apply makes one change; TTLs in the message are ignored (the hub's
+// configuration decides them).
+func (x *exchange) apply(ctx context.Context, key Key, o op) error {
+	if o.add {
+		return x.h.b.Add(ctx, key, o.name, o.value, x.r.Source)
+	}
+	return x.h.b.Remove(ctx, key, o.name, o.value, x.r.Source)
+}
+
+// undo reverts applied changes, last first, best effort: with its own
+// timeout, since the failure may have been the request's deadline.
+func (x *exchange) undo(ctx context.Context, key Key, applied []op) {
+	if len(applied) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.h.timeout)
+	defer cancel()
+	for i := len(applied) - 1; i >= 0; i-- {
+		o := applied[i]
+		o.add = !o.add
+		if err := x.apply(ctx, key, o); err != nil {
+			x.h.log.WarnContext(ctx, "dns update: undo failed; the update is partly applied",
+				"tsig_key", x.keyName, "zone", x.zone(), "name", o.name, "err", err)
+		}
 	}
 }
 
@@ -295,29 +387,6 @@ func parseChange(rr dns.RR, zone string) (change, *rejection) {
 		return c, &rejection{dns.RcodeFormatError, "class " + dns.ClassToString[hdr.Class]}
 	}
 	return c, nil
-}
-
-// apply makes one change; TTLs in the message are ignored (the hub's
-// configuration decides them).
-func (x *exchange) apply(ctx context.Context, key Key, c change, lookup func(string) ([]string, error)) error {
-	b, src := x.h.b, x.r.Source
-	switch c.kind {
-	case chAdd:
-		return b.Add(ctx, key, c.name, c.value, src)
-	case chDelete:
-		return b.Remove(ctx, key, c.name, c.value, src)
-	}
-	// Delete the RRset, or every RRset at the name: only TXT ones here.
-	vals, err := lookup(c.name)
-	if err != nil {
-		return err
-	}
-	for _, v := range vals {
-		if err := b.Remove(ctx, key, c.name, v, src); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // txtValue joins a TXT record's strings into one value (ACME values are

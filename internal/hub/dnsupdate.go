@@ -24,9 +24,14 @@ var _ dnsupdate.Backend = UpdateBackend{}
 // UpdateBackend returns the service's RFC 2136 backend.
 func (s *Service) UpdateBackend() UpdateBackend { return UpdateBackend{s: s} }
 
-// Key looks a TSIG key up (TSIGKeyFor): every refusal is one error.
+// Key looks a TSIG key up (TSIGKeyFor): every refusal is one error
+// (BADKEY); a store failure carries SERVFAIL, since it says nothing of the
+// key.
 func (b UpdateBackend) Key(ctx context.Context, name string, src netip.Addr) (dnsupdate.Key, error) {
 	k, err := b.s.TSIGKeyFor(ctx, name, src)
+	if err != nil && !errors.Is(err, ErrUnauthenticated) {
+		return dnsupdate.Key{}, rcodeError{err, dns.RcodeServerFailure}
+	}
 	if err != nil {
 		return dnsupdate.Key{}, err
 	}

@@ -382,3 +382,69 @@ func mustBase64(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// TestUpdateBackendOneRowPerFailure: through the real handler, an unknown
+// key or a bad MAC writes one dns.update row (denied) and no auth row,
+// and a key lookup the store cannot answer is SERVFAIL, not BADKEY.
+func TestUpdateBackendOneRowPerFailure(t *testing.T) {
+	t.Parallel()
+	ts := newTestService(t, "*.example.org", nil, nil)
+	ctx := t.Context()
+	b := ts.svc.UpdateBackend()
+	key, sec := updateKey(t, ts, "consumer")
+	h, err := dnsupdate.New(dnsupdate.Config{Backend: b, Zone: "acme.example.net.", MName: "ns1.example.net.", RName: "hostmaster.example.net."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(signer dnsupdate.Key) *dns.Msg {
+		t.Helper()
+		m := new(dns.Msg).SetUpdate("example.org.")
+		m.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: "_acme-challenge.www.example.org.", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{"v"}}})
+		m.SetTsig(signer.Name, signer.Algorithm, 300, time.Now().Unix())
+		wire, _, err := dns.TsigGenerateWithProvider(m, signer, "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := new(dns.Msg)
+		if err := req.Unpack(wire); err != nil {
+			t.Fatal(err)
+		}
+		resp := new(dns.Msg)
+		if err := resp.Unpack(h.Serve(ctx, dnsupdate.Request{Msg: req, TSIG: dnsupdate.Inspect(req, wire), Source: testSource, Gateway: true, TCP: true})); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, signer := range []dnsupdate.Key{
+		{Name: "nosuchkey.example.", Algorithm: dns.HmacSHA256, Secret: []byte("x")},
+		{Name: key.Name, Algorithm: key.Algorithm, Secret: []byte("wrong")},
+	} {
+		if r := serve(signer); r.Rcode != dns.RcodeNotAuth {
+			t.Fatalf("%s: rcode %s", signer.Name, dns.RcodeToString[r.Rcode])
+		}
+	}
+	evs, err := ts.db.ListAudit(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, ev := range evs {
+		if ev.Action == "dns.update" || ev.Action == "auth" {
+			rows = append(rows, ev.Action+" "+ev.Result+" "+ev.Detail)
+		}
+	}
+	if len(rows) != 2 || !strings.HasPrefix(rows[0], "dns.update denied") || !strings.HasPrefix(rows[1], "dns.update denied") {
+		t.Fatalf("audit rows %q, want two dns.update denied", rows)
+	}
+
+	if err := ts.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rc interface{ Rcode() int }
+	if _, err := b.Key(ctx, key.Name, testSource); !errors.As(err, &rc) || rc.Rcode() != dns.RcodeServerFailure {
+		t.Fatalf("key lookup with the store closed: %v", err)
+	}
+	if r := serve(dnsupdate.Key{Name: key.Name, Algorithm: key.Algorithm, Secret: mustBase64(t, sec)}); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("update with the store closed: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/acmehub/acmehub/internal/ratelimit"
 	"github.com/acmehub/acmehub/internal/secret"
 	"github.com/acmehub/acmehub/store"
 )
@@ -161,6 +160,11 @@ type IssuedTSIGKey struct {
 	AllowCIDRs  []netip.Prefix
 	CreatedAt   time.Time
 	ExpiresAt   time.Time // zero: never
+}
+
+// String keeps the secret out of %v and %+v output.
+func (k IssuedTSIGKey) String() string {
+	return fmt.Sprintf("{Name:%s Algorithm:%s Secret:REDACTED Principal:%s}", k.Name, k.Algorithm, k.Principal)
 }
 
 // GoString keeps the secret out of %#v output.
@@ -440,6 +444,11 @@ type TSIGKey struct {
 // SecretBase64 is Secret as miekg/dns's TsigSecret maps want it.
 func (k TSIGKey) SecretBase64() string { return base64.StdEncoding.EncodeToString(k.Secret) }
 
+// String keeps the secret out of %v and %+v output.
+func (k TSIGKey) String() string {
+	return fmt.Sprintf("{Name:%s Algorithm:%s Secret:REDACTED Principal:%d}", k.Name, k.Algorithm, k.Grant.Principal.ID)
+}
+
 // GoString keeps the secret out of %#v output.
 func (k TSIGKey) GoString() string {
 	return fmt.Sprintf("hub.TSIGKey{Name:%q, Algorithm:%q, Secret:REDACTED}", k.Name, k.Algorithm)
@@ -503,29 +512,24 @@ func (k TSIGKey) Verify(msg []byte, t *dns.TSIG) error {
 	return nil
 }
 
-// errTSIGRateLimited is both ErrUnauthenticated (the DNS answer is BADKEY
-// as for any refused key) and ErrRateLimited (for metrics and logs).
-var errTSIGRateLimited = fmt.Errorf("%w: %w", ErrUnauthenticated, ErrRateLimited)
-
 // TSIGKeyFor returns the TSIG key named name (any case, final dot
 // optional) for a message that arrived from source, for the DNS server to
 // verify that message with. An unknown name, an API token's client id, a
 // revoked or expired key, a disabled or deleted owner, a source outside
 // the key's allow-list, or a sealed secret that does not open: one error,
-// wrapping ErrUnauthenticated (answer BADKEY). Other errors are the
-// store's (answer SERVFAIL).
+// ErrUnauthenticated (answer BADKEY). Other errors are the store's
+// (answer SERVFAIL).
 //
 // Like Authenticate it is cached by the "tokens" and "principals"
 // generations, checked on every call (so a revocation holds from the next
-// message on), writes nothing but the coalesced last-used touch, and
-// limits failures per source network: past the limit every call from
-// there fails, wrapping ErrRateLimited too, before any lookup. The signature
-// is checked by the caller, after this; it is safe to call concurrently.
+// message on; an unknown name is cached too, so looking one up is a
+// read). Unlike Authenticate it neither consults nor spends the HTTP API's
+// failure limiter (spoofed UDP would lock a network out of the API) and
+// writes no audit row: the DNS handler limits and audits its failures,
+// one row at most per failure. It writes nothing but the coalesced
+// last-used touch. The signature is checked by the caller, after this; it
+// is safe to call concurrently.
 func (s *Service) TSIGKeyFor(ctx context.Context, name string, source netip.Addr) (TSIGKey, error) {
-	srcKey := ratelimit.SourceKey(source)
-	if s.failures.Limited(srcKey) {
-		return TSIGKey{}, errTSIGRateLimited
-	}
 	k, why, err := s.tsigKeyFor(ctx, name, source)
 	if err == nil {
 		_ = s.db.TouchToken(ctx, k.Name, s.now()) // best effort: last-used is informational
@@ -534,12 +538,7 @@ func (s *Service) TSIGKeyFor(ctx context.Context, name string, source netip.Addr
 	if !errors.Is(err, ErrUnauthenticated) {
 		return TSIGKey{}, err
 	}
-	s.failures.Spend(srcKey)
-	ev := store.AuditEvent{TokenID: auditKeyName(name), Source: source.String(), Action: "auth", Result: "failed_auth", Detail: "tsig: " + why}
-	if s.failures.Limited(srcKey) {
-		ev.Result, ev.Detail = "rate_limited", ev.Detail+"; further signed messages from this network are refused for a while"
-	}
-	s.audit(ctx, ev)
+	s.log.DebugContext(ctx, "TSIG key refused", "tsig_key", auditKeyName(name), "reason", why)
 	return TSIGKey{}, ErrUnauthenticated
 }
 
