@@ -53,6 +53,20 @@ type UpstreamRecord struct {
 	NextAttemptAt time.Time
 }
 
+// GenUpstreamRecords moves when upstream records appear or go, so a
+// delegated clean-up can skip looking for stray upstream values while
+// there are none (HasUpstreamRecords).
+const GenUpstreamRecords = "upstream_records"
+
+// HasUpstreamRecords reports whether any upstream record exists.
+func (db *DB) HasUpstreamRecords(ctx context.Context) (bool, error) {
+	var exist bool
+	if err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM upstream_records)`).Scan(&exist); err != nil {
+		return false, fmt.Errorf("store: any upstream records: %w", err)
+	}
+	return exist, nil
+}
+
 // ErrBusy means a provider call for that record is in flight (a write
 // or a removal): acting on it now would race that call.
 var ErrBusy = errors.New("a provider call for it is in flight")
@@ -188,7 +202,10 @@ func (db *DB) DeleteUpstreamRecord(ctx context.Context, id int64, from string) e
 		if err != nil {
 			return fmt.Errorf("store: delete upstream record %d: %w", id, err)
 		}
-		return affectedOne(res, "delete upstream record", id)
+		if err := affectedOne(res, "delete upstream record", id); err != nil {
+			return err
+		}
+		return w.bumpGenerations(GenUpstreamRecords)
 	})
 	return err
 }
@@ -448,6 +465,9 @@ func (w *wtx) beginUpstream(r UpstreamRecord, lim UpstreamLimits) (rec UpstreamR
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'adding', ?, ?, ?) RETURNING `+upstreamCols,
 			r.ConfigID, r.CredentialID, r.Provider, r.Engine, r.Domain, r.FQDN, r.Value, r.KeyAuth, int64(r.TTL),
 			r.CreatedBy, now, expires))
+		if err == nil {
+			err = w.bumpGenerations(GenUpstreamRecords)
+		}
 		return rec, false, false, sqlErr(err)
 	case err != nil:
 		return UpstreamRecord{}, false, false, err

@@ -1190,3 +1190,40 @@ func TestMigration0006FromEveryVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamRecordsGeneration: inserting and deleting records moves the
+// generation, so the service's "any upstream records" hint follows.
+func TestUpstreamRecordsGeneration(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, nil)
+	ctx := t.Context()
+	gen := func() int64 {
+		g, err := db.Generation(ctx, GenUpstreamRecords)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	exist := func() bool {
+		a, err := db.HasUpstreamRecords(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	g0 := gen()
+	if exist() {
+		t.Fatal("records in a new database")
+	}
+	r, _ := begin(t, db, upRec(3, "a", time.Now().Add(time.Hour)), none)
+	g1 := gen()
+	if g1 == g0 || !exist() {
+		t.Fatalf("after an insert: generation %d -> %d, any %v", g0, g1, exist())
+	}
+	if err := db.DeleteUpstreamRecord(ctx, r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if g2 := gen(); g2 == g1 || exist() {
+		t.Fatalf("after the delete: generation %d -> %d, any %v", g1, g2, exist())
+	}
+}

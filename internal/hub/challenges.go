@@ -175,7 +175,7 @@ func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string
 	if errors.Is(err, store.ErrNotFound) {
 		// Never delegated; values written upstream before the config
 		// became delegated may remain.
-		n, err = s.cleanupStrayUpstream(ctx, g, base, value)
+		n, err = s.cleanupStrayUpstream(ctx, g, base, value, gens.upstream)
 		return n, ch, cfg, false, err
 	}
 	if err != nil {
@@ -192,7 +192,7 @@ func (s *Service) cleanup(ctx context.Context, g Grant, identifier, value string
 		n = 1
 	}
 	// Values written upstream before the config became delegated.
-	stray, err := s.cleanupStrayUpstream(ctx, g, base, value)
+	stray, err := s.cleanupStrayUpstream(ctx, g, base, value, gens.upstream)
 	return n + stray, ch, cfg, true, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acmehub/acmehub/internal/dnscheck"
@@ -131,6 +132,8 @@ type Service struct {
 	prop *propState
 	// upstreamValue caches value-level upstream drivers (upstream.go).
 	upstreamValue valueDrivers
+	// upstreamHint caches whether upstream records exist (upstream.go).
+	upstreamHint atomic.Pointer[upstreamHint]
 }
 
 // configCache is the managed challenge configs at one generation, with
@@ -204,15 +207,15 @@ func (s *Service) configsAt(ctx context.Context, gen int64) (*configCache, error
 // challengeGens are the generations of the tables the challenge
 // operations cache, read in one query before reading either.
 type challengeGens struct {
-	configs, delegations int64
+	configs, delegations, upstream int64
 }
 
 func (s *Service) challengeGens(ctx context.Context) (challengeGens, error) {
-	gens, err := s.db.Generations(ctx, store.GenConfigs, store.GenDelegations)
+	gens, err := s.db.Generations(ctx, store.GenConfigs, store.GenDelegations, store.GenUpstreamRecords)
 	if err != nil {
 		return challengeGens{}, fmt.Errorf("configs generation: %w", err)
 	}
-	return challengeGens{configs: gens[0], delegations: gens[1]}, nil
+	return challengeGens{configs: gens[0], delegations: gens[1], upstream: gens[2]}, nil
 }
 
 // maxDelegationEntries bounds the delegation cache.

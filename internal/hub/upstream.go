@@ -48,6 +48,7 @@ type UpstreamStore interface {
 	DueUpstreamRecords(ctx context.Context, now, staleAdding time.Time, limit int) ([]store.UpstreamRecord, error)
 	ListUpstreamRecords(ctx context.Context, state string, afterID int64, limit int) ([]store.UpstreamRecord, error)
 	CountUpstreamRecords(ctx context.Context) (map[string]int, error)
+	HasUpstreamRecords(ctx context.Context) (bool, error)
 }
 
 // Bounds of upstream work.
@@ -327,9 +328,30 @@ func (s *Service) upstreamCall(ctx context.Context, g Grant, rec store.UpstreamR
 // cleanupStrayUpstream removes upstream records of value at base's
 // challenge name when the domain's config is delegated now: written
 // before the config changed, they would otherwise stay until expiry (and
-// a TXT there blocks the owner's CNAME).
-func (s *Service) cleanupStrayUpstream(ctx context.Context, g Grant, base, value string) (int, error) {
+// a TXT there blocks the owner's CNAME). gen is the upstream records
+// generation (challengeGens): while no record exists the look-up, which
+// would cost every delegated clean-up a query, is skipped.
+func (s *Service) cleanupStrayUpstream(ctx context.Context, g Grant, base, value string, gen int64) (int, error) {
+	if h := s.upstreamHint.Load(); h == nil || h.gen != gen {
+		exist, err := s.db.HasUpstreamRecords(ctx)
+		if err != nil {
+			return 0, storeError("any upstream values", err)
+		}
+		h = &upstreamHint{gen: gen, any: exist}
+		s.upstreamHint.Store(h)
+		if !exist {
+			return 0, nil
+		}
+	} else if !h.any {
+		return 0, nil
+	}
 	return s.cleanupUpstreamAt(ctx, g, s.upstreamChallenge(base, value, store.ChallengeConfig{}).RecordName, value)
+}
+
+// upstreamHint is whether upstream records existed at a generation.
+type upstreamHint struct {
+	gen int64
+	any bool
 }
 
 // callProvider opens rec's credential and calls its driver.
