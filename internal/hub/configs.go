@@ -353,7 +353,7 @@ func (s *Service) validateUpstream(ctx context.Context, g Grant, req ManagedChal
 	case EngineValue:
 		if !value {
 			return "", 0, "", fmt.Errorf("%w: provider %q has no value-level driver (those with one: %s); use engine %q, "+
-				"which needs clients that send the key authorization", ErrInvalid, provider, strings.Join(valueProviders, ", "), EngineLego)
+				"which needs clients that send the key authorization", ErrInvalid, provider, strings.Join(ups.ValueProviders(), ", "), EngineLego)
 		}
 	case EngineLego:
 		if !lego {
@@ -365,7 +365,3 @@ func (s *Service) validateUpstream(ctx context.Context, g Grant, req ManagedChal
 	}
 	return provider, cred.ID, req.Engine, nil
 }
-
-// valueProviders are the providers with a value-level driver, named in
-// errors.
-var valueProviders = []string{"rfc2136", "cloudflare", "route53"}

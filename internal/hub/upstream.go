@@ -30,6 +30,9 @@ type Upstreams interface {
 	KeyAuthDriver(key, provider string, fields map[string]string) (upstream.KeyAuthDriver, error)
 	HasValueDriver(provider string) bool
 	HasKeyAuthDriver(provider string) bool
+	// ValueProviders are the providers with a value-level driver, sorted
+	// (named in errors).
+	ValueProviders() []string
 	// ReplacesSet reports whether lego's provider replaces the whole TXT
 	// set at a name on Present (so two values cannot coexist through it).
 	ReplacesSet(provider string) bool
@@ -118,9 +121,9 @@ func (s *Service) chooseEngine(cfg store.ChallengeConfig, hasKeyAuth bool) (stri
 	if engine == EngineLego && !hasKeyAuth {
 		return "", fmt.Errorf("%w: config %q writes through lego's %q provider, which needs the key authorization, "+
 			"and this client sent only the TXT value; either delegate the domain to the hub (CNAME), "+
-			"or use a provider with a value-level driver (rfc2136, cloudflare, route53), "+
+			"or use a provider with a value-level driver (%s), "+
 			"or send the key authorization (lego httpreq RAW mode, or \"key_authorization\" in the native API)",
-			ErrUnsupported, cfg.Name, cfg.Provider)
+			ErrUnsupported, cfg.Name, cfg.Provider, strings.Join(ups.ValueProviders(), ", "))
 	}
 	return engine, nil
 }

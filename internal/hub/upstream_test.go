@@ -46,6 +46,7 @@ func (f *fakeUpstreams) KeyAuthDriver(_, provider string, _ map[string]string) (
 func (f *fakeUpstreams) HasValueDriver(p string) bool   { return p == "cloudflare" || p == "rfc2136" }
 func (f *fakeUpstreams) HasKeyAuthDriver(p string) bool { return p != "cloudflare" }
 func (f *fakeUpstreams) ReplacesSet(p string) bool      { return p == "rfc2136" }
+func (f *fakeUpstreams) ValueProviders() []string       { return []string{"cloudflare", "rfc2136"} }
 
 func (f *fakeUpstreams) record(op, provider, name, value string) error {
 	f.mu.Lock()

@@ -5,6 +5,8 @@ package registry
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/acmehub/acmehub/internal/upstream"
 	"github.com/acmehub/acmehub/internal/upstream/cloudflare"
@@ -62,6 +64,9 @@ func (r *Registry) HasValueDriver(provider string) bool {
 	_, ok := valueDrivers[provider]
 	return ok
 }
+
+// ValueProviders are the providers with a value-level driver, sorted.
+func (r *Registry) ValueProviders() []string { return slices.Sorted(maps.Keys(valueDrivers)) }
 
 // HasKeyAuthDriver reports whether lego's provider is in this build.
 func (r *Registry) HasKeyAuthDriver(provider string) bool {
