@@ -220,6 +220,10 @@ type Handler struct {
 	log          *slog.Logger
 
 	failSrc, failKey, updKey, querySrc *ratelimit.Limiter
+
+	// names serialises UPDATEs touching the same names, so one's undo
+	// never reverts what another (a client's retry) applied meanwhile.
+	names nameLocks
 }
 
 // New validates cfg and returns a handler.

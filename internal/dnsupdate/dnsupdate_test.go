@@ -145,6 +145,10 @@ type memBackend struct {
 	calls    []string         // "add name v", "remove name v"
 	refused  []string         // "rcode reason"
 	keyCalls int
+	// hold, when set ("add v"), makes that change signal entered and
+	// wait for release first: a backend call held in flight.
+	hold             string
+	entered, release chan struct{}
 }
 
 func newMem(keys ...Key) *memBackend {
@@ -192,6 +196,10 @@ func (b *memBackend) change(op, name, value string) error {
 }
 
 func (b *memBackend) Add(_ context.Context, _ Key, name, value string, _ netip.Addr) error {
+	if b.hold != "" && b.hold == "add "+value {
+		b.entered <- struct{}{}
+		<-b.release
+	}
 	return b.change("add", name, value)
 }
 
@@ -469,6 +477,16 @@ func TestUpdateSizeAndRate(t *testing.T) {
 	if r := serveMsg(t, h, addMsg("d"), &k, src); r.Rcode != dns.RcodeRefused {
 		t.Fatalf("a fourth RR: %s, want REFUSED", dns.RcodeToString[r.Rcode])
 	}
+
+	// An UPDATE costing more than is left is refused whole and spends
+	// nothing: a smaller one still passes.
+	h = newHandler(t, newMem(k), limits, nil)
+	if r := serveMsg(t, h, addMsg("a", "b", "c", "d"), &k, src); r.Rcode != dns.RcodeRefused {
+		t.Fatalf("four RRs with a rate of three: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	if r := serveMsg(t, h, addMsg("a"), &k, src); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("one RR after a refused bigger UPDATE: %s", dns.RcodeToString[r.Rcode])
+	}
 }
 
 // TestFudgeCapped: a request asking for an hour's window gets 300 s.
@@ -537,5 +555,33 @@ func TestKeyFormatsHideSecret(t *testing.T) {
 				t.Fatalf("%s: %s", verb, out)
 			}
 		}
+	}
+}
+
+// TestUpdatesOnOneNameSerialised: an UPDATE whose undo runs after another
+// UPDATE of the same name re-added a value does not take that value away:
+// the second waits for the first, undo included.
+func TestUpdatesOnOneNameSerialised(t *testing.T) {
+	t.Parallel()
+	k := Key{Name: "k.example.", Algorithm: dns.HmacSHA256, Secret: []byte("secret")}
+	b := newMem(k)
+	b.failOn["add v2"] = errors.New("disk full")
+	b.hold, b.entered, b.release = "add v2", make(chan struct{}), make(chan struct{})
+	h := newHandler(t, b, limitsOff, nil)
+	src := netip.MustParseAddr("192.0.2.7")
+	first, second := make(chan int, 1), make(chan int, 1)
+	go func() { first <- serveMsg(t, h, addMsg("v1", "v2"), &k, src).Rcode }()
+	<-b.entered // the first added v1 and is writing v2
+	go func() { second <- serveMsg(t, h, addMsg("v1"), &k, src).Rcode }()
+	time.Sleep(300 * time.Millisecond) // room for the second to run, were it not serialised
+	close(b.release)
+	if rc := <-first; rc != dns.RcodeServerFailure {
+		t.Fatalf("first: %s, want SERVFAIL", dns.RcodeToString[rc])
+	}
+	if rc := <-second; rc != dns.RcodeSuccess {
+		t.Fatalf("second: %s", dns.RcodeToString[rc])
+	}
+	if vals, _, _, _ := b.state(); !slices.Equal(vals[chal], []string{"v1"}) {
+		t.Fatalf("values %v: the first UPDATE's undo removed the value the second added", vals[chal])
 	}
 }

@@ -3,8 +3,10 @@ package dnsupdate
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/miekg/dns"
 )
@@ -57,18 +59,18 @@ type rejection struct {
 
 func (x *exchange) update(ctx context.Context) {
 	h, key := x.h, *x.key
-	// The rate is spent first, once per update RR, so that no UPDATE of a
-	// verified key, refused or not, escapes it; an oversized one costs one.
+	// The rate is spent first, once per prerequisite and update RR (each
+	// costs backend reads or writes), all or nothing, so that no UPDATE of
+	// a verified key, refused or not, escapes it; an oversized one costs
+	// one.
 	n := len(x.req.Answer) + len(x.req.Ns)
-	cost := max(len(x.req.Ns), 1)
+	cost := max(n, 1)
 	if n > MaxRecords {
 		cost = 1
 	}
-	for range cost {
-		if !h.updKey.Spend(key.Name) {
-			x.limited()
-			return
-		}
+	if !h.updKey.SpendN(key.Name, cost) {
+		x.limited()
+		return
 	}
 	if n > MaxRecords {
 		x.fail(ctx, dns.RcodeRefused, fmt.Sprintf("%d prerequisite and update records: at most %d per UPDATE", n, MaxRecords))
@@ -125,6 +127,17 @@ func (x *exchange) update(ctx context.Context) {
 		}
 		changes = append(changes, c)
 	}
+
+	// From the prerequisites' reads to the last undo, no other UPDATE of
+	// this process touches these names.
+	touched := make([]string, 0, len(prereqs)+len(changes))
+	for _, p := range prereqs {
+		touched = append(touched, p.name)
+	}
+	for _, c := range changes {
+		touched = append(touched, c.name)
+	}
+	defer h.names.lock(touched)()
 
 	values := map[string][]string{}
 	lookup := func(name string) ([]string, error) {
@@ -424,4 +437,31 @@ func sortedKeys(m map[string][]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// nameLocks is a fixed set of mutexes, a name hashed to one: enough to
+// serialise UPDATEs on the same names without a lock per name.
+type nameLocks [64]sync.Mutex
+
+// lock locks the stripes of names, in stripe order (so two callers never
+// wait on each other crosswise), and returns the unlock.
+func (l *nameLocks) lock(names []string) (unlock func()) {
+	var held [len(nameLocks{})]bool
+	for _, n := range names {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(strings.ToLower(n)))
+		held[h.Sum32()%uint32(len(l))] = true
+	}
+	for i, on := range held {
+		if on {
+			l[i].Lock()
+		}
+	}
+	return func() {
+		for i, on := range held {
+			if on {
+				l[i].Unlock()
+			}
+		}
+	}
 }

@@ -67,8 +67,13 @@ func (l *Limiter) Limited(key string) bool {
 
 // Spend records one event for key and reports whether it was within the
 // limit (false: the key is now, or already was, limited).
-func (l *Limiter) Spend(key string) bool {
-	if l.disabled() {
+func (l *Limiter) Spend(key string) bool { return l.SpendN(key, 1) }
+
+// SpendN records n events for key if all fit within the limit, and none
+// otherwise (false): a request that costs several events is admitted or
+// refused whole, never half paid for.
+func (l *Limiter) SpendN(key string, n int) bool {
+	if l.disabled() || n <= 0 {
 		return true
 	}
 	now := l.now()
@@ -84,10 +89,11 @@ func (l *Limiter) Spend(key string) bool {
 	if b.fullAt.Before(now) {
 		b.fullAt = now
 	}
-	if b.fullAt.Sub(now) > l.capacity()-l.cfg.Per {
+	cost := time.Duration(n) * l.cfg.Per
+	if b.fullAt.Sub(now) > l.capacity()-cost {
 		return false // no room: spending nothing keeps the wait bounded
 	}
-	b.fullAt = b.fullAt.Add(l.cfg.Per)
+	b.fullAt = b.fullAt.Add(cost)
 	l.buckets[key] = b
 	return true
 }

@@ -145,3 +145,17 @@ func TestSourceKey(t *testing.T) {
 		t.Error("the zero address has a key")
 	}
 }
+
+// TestSpendN: several events are admitted whole or not at all.
+func TestSpendN(t *testing.T) {
+	l := New(Config{Burst: 3, Per: time.Hour})
+	if l.SpendN("k", 4) {
+		t.Fatal("four events within a burst of three")
+	}
+	if !l.SpendN("k", 2) || !l.Spend("k") {
+		t.Fatal("the refused SpendN spent something")
+	}
+	if l.Spend("k") || l.SpendN("k", 0) != true {
+		t.Fatal("burst exceeded, or SpendN of nothing refused")
+	}
+}
